@@ -1,0 +1,179 @@
+"""Declarative experiments: validation with clear errors and expansion into runs.
+
+An experiment (one paper figure) names its runs as a `base` parameter set, optionally a
+`sweep` (cartesian product of lists) and/or explicit `runs` (each merged onto the base),
+the `stages` it needs, and its `figure` options. `expand` turns the whole config into the
+set of distinct runs (a run needed by two experiments appears once) and the mapping from
+experiment to run names.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from tsmeta.params import RunParams
+from tsmeta.simulate import SimSettings
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+THEORY_DEFAULTS = {
+    "method": "RK45",
+    "rtol": 1e-8,
+    "atol": 1e-10,
+    "finite_v": True,
+    "fixed_step": None,
+}
+
+
+class ConfigError(ValueError):
+    """A config that cannot be run; the message names the key and what is allowed."""
+
+
+@dataclass
+class Experiment:
+    name: str
+    runs: list[str]
+    stages: list[str]
+    figure: dict
+    description: str = ""
+    sim_settings: dict = field(default_factory=dict)
+    theory_settings: dict = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """What the workflow computes: runs by name and experiments by name."""
+
+    runs: dict[str, RunParams]
+    experiments: dict[str, Experiment]
+    sim_settings: dict[str, dict]  # per run
+    theory_settings: dict[str, dict]  # per run
+    results: str = "results"
+
+
+def load(path: str | Path) -> dict:
+    with open(path) as fh:
+        return yaml.safe_load(fh) or {}
+
+
+def _key_path(error) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join(parts) if parts else "<top level>"
+
+
+def _format_error(error) -> str:
+    where = _key_path(error)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        keys = ".".join([where, extra[0]]) if where != "<top level>" else extra[0]
+        return f"config key '{keys}': unknown key; allowed keys here: {allowed}"
+    if error.validator == "enum":
+        allowed = error.validator_value
+        return f"config key '{where}': {error.instance!r} is not allowed; allowed values: {allowed}"
+    if error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        rng = {
+            k: error.schema[k]
+            for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
+            if k in error.schema
+        }
+        return f"config key '{where}': {error.instance!r} is out of range; allowed: {rng}"
+    if error.validator == "type":
+        expected = error.validator_value
+        return f"config key '{where}': {error.instance!r} has the wrong type; expected {expected}"
+    if error.validator == "required":
+        return f"config key '{where}': {error.message}"
+    return f"config key '{where}': {error.message}"
+
+
+def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> None:
+    """Check `config` against the JSON schema and the cross-references; raise ConfigError."""
+    from jsonschema import Draft202012Validator
+
+    schema = load(schema_path)
+    validator = Draft202012Validator(schema)
+    errors = sorted(
+        validator.iter_errors(config), key=lambda e: (len(e.absolute_path), _key_path(e))
+    )
+    if errors:
+        # the deepest error is the most specific one (oneOf/anyOf report at the parent)
+        best = max(errors, key=lambda e: len(e.absolute_path))
+        raise ConfigError(_format_error(best))
+    expand(config)  # semantic checks: every run constructible, figure references valid
+
+
+def _merge(*dicts) -> dict:
+    out: dict = {}
+    for d in dicts:
+        out.update(d or {})
+    return out
+
+
+def _run_points(entry: dict) -> list[dict]:
+    sweep = entry.get("sweep") or {}
+    keys = sorted(sweep)
+    product = [dict(zip(keys, values)) for values in itertools.product(*(sweep[k] for k in keys))]
+    explicit = entry.get("runs") or [{}]
+    return [_merge(point, run) for point in product or [{}] for run in explicit]
+
+
+def expand(config: dict) -> Plan:
+    """Every run of every experiment, deduplicated by its full parameter set."""
+    config = copy.deepcopy(config)
+    defaults = config.get("defaults") or {}
+    sim_global = config.get("simulation") or {}
+    theory_global = _merge(THEORY_DEFAULTS, config.get("theory"))
+    runs: dict[str, RunParams] = {}
+    sim_settings: dict[str, dict] = {}
+    theory_settings: dict[str, dict] = {}
+    experiments: dict[str, Experiment] = {}
+    for exp_name, entry in (config.get("experiments") or {}).items():
+        names = []
+        sim = _merge(sim_global, entry.get("simulation"))
+        theory = _merge(theory_global, entry.get("theory"))
+        try:
+            SimSettings.from_dict(sim)
+        except ValueError as exc:
+            raise ConfigError(f"config key 'experiments.{exp_name}.simulation': {exc}") from exc
+        for i, point in enumerate(_run_points(entry)):
+            values = _merge(defaults, entry.get("base"), point)
+            try:
+                params = RunParams.from_dict(values)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"config key 'experiments.{exp_name}' (run {i}): {exc}") from exc
+            name = params.name()
+            for table, value, what in (
+                (sim_settings, sim, "simulation"),
+                (theory_settings, theory, "theory"),
+            ):
+                if table.get(name, value) != value:
+                    raise ConfigError(
+                        f"config key 'experiments.{exp_name}.{what}': run {name} is shared with "
+                        f"another experiment that sets different {what} settings"
+                    )
+                table[name] = value
+            runs[name] = params
+            if name not in names:
+                names.append(name)
+        experiments[exp_name] = Experiment(
+            name=exp_name,
+            runs=names,
+            stages=list(entry.get("stages", ["simulate", "theory"])),
+            figure=dict(entry.get("figure") or {}),
+            description=entry.get("description", ""),
+            sim_settings=sim,
+            theory_settings=theory,
+        )
+    if not experiments:
+        raise ConfigError("config key 'experiments': at least one experiment is needed")
+    return Plan(
+        runs=runs,
+        experiments=experiments,
+        sim_settings=sim_settings,
+        theory_settings=theory_settings,
+        results=config.get("results", "results"),
+    )

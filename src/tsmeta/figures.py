@@ -1,0 +1,201 @@
+"""Figures: simulation (mean and spread over seeds) next to the ODE theory.
+
+Student units are relabelled per seed before averaging: units that end on the same teacher
+unit in different seeds carry different labels (the specialisation breaks the permutation
+symmetry at random), so each seed's units are permuted, and their signs flipped (g is odd),
+so that student k ends aligned with teacher k (Hungarian assignment on |R| at the last
+record of the simulation). The theory of that seed gets the same relabelling.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import seaborn as sns  # noqa: E402
+import xarray as xr  # noqa: E402
+from scipy.optimize import linear_sum_assignment  # noqa: E402
+
+from tsmeta.io import params_from_attrs  # noqa: E402
+
+
+def alignment(R_final: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Permutation and signs of the K student units that put student k on teacher k.
+
+    R_final (K, M). Returns (order, signs): new unit i is old unit order[i] times signs[i].
+    With K > M the unmatched units follow the matched ones.
+    """
+    K, M = R_final.shape
+    R = np.nan_to_num(R_final)
+    rows, cols = linear_sum_assignment(-np.abs(R))
+    matched = [int(r) for _, r in sorted(zip(cols, rows))]
+    order = np.array(matched + [k for k in range(K) if k not in matched])
+    best = R[order, np.argmax(np.abs(R[order]), axis=1)]
+    signs = np.where(best < 0, -1.0, 1.0)
+    return order, signs
+
+
+def align(ds: xr.Dataset, orders: dict, signs: dict) -> xr.Dataset:
+    """Apply per-seed relabelling (from `alignment`) to R, Q and w0."""
+    ds = ds.copy()
+    R, Q, w0 = ds["R"].values.copy(), ds["Q"].values.copy(), ds["w0"].values.copy()
+    for i, seed in enumerate(ds["seed"].values):
+        o, s = orders[int(seed)], signs[int(seed)]
+        R[i] = R[i][:, o, :] * s[None, :, None]
+        Q[i] = Q[i][:, o][:, :, o] * s[None, :, None] * s[None, None, :]
+        w0[i] = w0[i][:, o] * s[None, :]
+    ds["R"].values, ds["Q"].values, ds["w0"].values = R, Q, w0
+    return ds
+
+
+def align_pair(sim: xr.Dataset, theory: xr.Dataset | None):
+    orders, signs = {}, {}
+    for i, seed in enumerate(sim["seed"].values):
+        R = sim["R"].values[i]
+        finite = np.flatnonzero(np.isfinite(R).all(axis=(1, 2)))
+        last = finite[-1] if len(finite) else 0
+        orders[int(seed)], signs[int(seed)] = alignment(R[last])
+    return align(sim, orders, signs), (align(theory, orders, signs) if theory is not None else None)
+
+
+def first_crossing(alpha: np.ndarray, eps: np.ndarray, level: float) -> float:
+    below = np.flatnonzero(np.asarray(eps) < level)
+    return float(alpha[below[0]]) if len(below) else np.nan
+
+
+def _band(ax, x, values, color, label=None, lw=1.6, alpha_fill=0.2):
+    """Mean over seeds (axis 0) with the min-max band."""
+    values = np.asarray(values, dtype=float)
+    with np.errstate(all="ignore"):
+        mean = np.nanmean(values, axis=0)
+        lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+    ax.plot(x, mean, color=color, lw=lw, label=label)
+    ax.fill_between(x, lo, hi, color=color, alpha=alpha_fill, lw=0)
+
+
+def _run_label(sim: xr.Dataset) -> str:
+    p = params_from_attrs(sim.attrs)
+    parts = [f"{p.algorithm.upper()}", f"K={p.K}", f"M={p.M}", f"N={p.N}"]
+    parts += [f"η_J={p.eta_J:g}", f"η_w={p.eta_w:g}"]
+    if p.init != "random":
+        parts.append(f"init={p.init}")
+    if p.gamma != 1:
+        parts.append(f"γ={p.gamma:g}")
+    parts.append(f"{p.seeds} seeds")
+    return ", ".join(parts)
+
+
+def dynamics_row(axes, sim: xr.Dataset, theory: xr.Dataset | None, thresholds, xscale="log"):
+    """eps_meta, R_kn and Q_kl against alpha for one run (simulation and theory)."""
+    sim, theory = align_pair(sim, theory)
+    alpha = sim["alpha"].values
+    x = alpha.copy()
+    if xscale == "log":
+        x[0] = np.nan  # alpha = 0 has no place on a log axis
+    ax_e, ax_r, ax_q = axes
+    palette = sns.color_palette("colorblind", 10)
+
+    _band(ax_e, x, sim["eps_meta"].values, palette[0], "simulation (closed form)")
+    mc = sim["eps_meta_mc"].values
+    with np.errstate(all="ignore"):
+        mc_err = np.sqrt(np.nansum(sim["eps_meta_mc_err"].values ** 2, 0)) / mc.shape[0]
+        ax_e.errorbar(
+            x, np.nanmean(mc, 0), yerr=mc_err,
+            fmt="o", ms=2.5, color=palette[1], elinewidth=0.8, label="simulation (Monte Carlo)",
+        )  # fmt: skip
+    if theory is not None:
+        _band(ax_e, x, theory["eps_meta"].values, "black", "theory (ODE)", lw=1.0, alpha_fill=0.1)
+        eps_th = np.nanmean(theory["eps_meta"].values, 0)
+    eps_sim = np.nanmean(sim["eps_meta"].values, 0)
+    for level in thresholds:
+        ax_e.axhline(level, color="grey", ls=":", lw=0.8)
+        a_sim = first_crossing(alpha, eps_sim, level)
+        if np.isfinite(a_sim):
+            ax_e.axvline(a_sim, color=palette[0], ls="--", lw=0.7, alpha=0.7)
+        if theory is not None:
+            a_th = first_crossing(alpha, eps_th, level)
+            if np.isfinite(a_th):
+                ax_e.axvline(a_th, color="black", ls="--", lw=0.7, alpha=0.5)
+        ax_e.annotate(f"{level:g}", (1.0, level), xycoords=("axes fraction", "data"), fontsize=7,
+                      ha="right", va="bottom", color="grey")  # fmt: skip
+    ax_e.set_yscale("log")
+    ax_e.set_ylabel(r"$\varepsilon_{\rm meta}$")
+    diverged = int(sim["diverged"].values.sum())
+    if diverged:
+        ax_e.text(0.02, 0.02, f"{diverged} seed(s) diverged", transform=ax_e.transAxes, color="red")
+
+    K, M = sim.sizes["k"], sim.sizes["n"]
+    for k in range(K):
+        for n in range(M):
+            color = palette[n % 10]
+            _band(ax_r, x, sim["R"].values[:, :, k, n], color, lw=1.2 if k == n else 0.8)
+            if theory is not None:
+                ax_r.plot(
+                    x, np.nanmean(theory["R"].values[:, :, k, n], 0), color="black", lw=0.7, ls="--"
+                )
+    ax_r.set_ylabel(r"$R_{kn}$ (colour: teacher $n$)")
+    for k in range(K):
+        for l in range(k, K):
+            color = palette[(k * K + l) % 10]
+            _band(ax_q, x, sim["Q"].values[:, :, k, l], color, lw=1.2 if k == l else 0.8)
+            if theory is not None:
+                ax_q.plot(
+                    x, np.nanmean(theory["Q"].values[:, :, k, l], 0), color="black", lw=0.7, ls="--"
+                )
+    ax_q.set_ylabel(r"$Q_{kl}$")
+    for ax in axes:
+        ax.set_xscale(xscale)
+        ax.set_xlabel(r"$\alpha = t/N$")
+    ax_e.legend(fontsize=7, loc="upper right")
+    ax_r.set_title(_run_label(sim), fontsize=8, loc="left")
+
+
+def draw_dynamics(experiment, options, sims, theories):
+    thresholds = options.get("thresholds", [0.01, 0.001])
+    xscale = options.get("xscale", "log")
+    n = len(sims)
+    fig, axes = plt.subplots(n, 3, figsize=(14, 3.6 * n), squeeze=False)
+    by_name = {t.attrs["run_name"]: t for t in theories}
+    for row, sim in zip(axes, sims):
+        dynamics_row(row, sim, by_name.get(sim.attrs["run_name"]), thresholds, xscale)
+    fig.suptitle(options.get("title") or experiment, fontsize=11)
+    fig.text(0.01, 0.005, "lines: mean over seeds; bands: min-max over seeds; dashed: theory; "
+             "units relabelled per seed (see docs)", fontsize=7, color="grey")  # fmt: skip
+    fig.tight_layout(rect=(0, 0.02, 1, 0.97))
+    return fig
+
+
+KINDS = {"dynamics": draw_dynamics}
+
+
+def save(fig, outputs) -> list[Path]:
+    """Save to every path (format from the suffix), each through a temporary file."""
+    written = []
+    for out in outputs:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
+        os.close(fd)
+        try:
+            fig.savefig(tmp, dpi=130)
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        written.append(out)
+    plt.close(fig)
+    return written
+
+
+def draw(experiment: str, options: dict, sims, theories, outputs) -> list[Path]:
+    sns.set_theme(context="paper", style="ticks")
+    kind = options.get("kind", "dynamics")
+    if kind not in KINDS:
+        raise ValueError(f"figure kind must be one of {sorted(KINDS)}, got {kind!r}")
+    return save(KINDS[kind](experiment, options, sims, theories), outputs)

@@ -1,0 +1,127 @@
+"""netCDF input and output: atomic writes, self-describing attributes, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import xarray as xr
+
+from tsmeta.params import RunParams
+
+CONVENTIONS = {
+    "model": "meta-learning teacher-student, arXiv 2408.12545; conventions of MODEL.md",
+    "activation": "g(z) = erf(z / sqrt(2)), g'(z) = sqrt(2/pi) exp(-z^2/2)",
+    "student": "s(x) = (1/sqrt(K)) sum_k w_k g(J_k . x / sqrt(N))",
+    "teacher": "y = (1/sqrt(M)) sum_n u_n g(B_t,n . x / sqrt(N)) + noise_std * zeta",
+    "task_teacher": "B_t = gamma B + sqrt(1 - gamma^2) dB_t, dB_t i.i.d. N(0, 1)",
+    "loss": "mean over the set of (1/2) (s - y)^2",
+    "order_parameters": "R_kn = J_k.B_n/N, Q_kl = J_k.J_l/N, T_nm = B_n.B_m/N",
+    "time": "alpha = t / N, one fresh task per outer step t",
+    "outer_update": "J -= eta_J grad_J L_val; w0 -= (eta_w0 / N) grad_w L_val",
+    "eps_meta": (
+        "head adapted from w0 by the inner rule with the exact expected gradient (P -> infinity), "
+        "error E_x (1/2)(s - y)^2 against the noiseless task teacher, averaged over tasks"
+    ),
+}
+
+VARIABLES = {
+    "B": ("meta-teacher weights", "1"),
+    "J": ("initial student (meta-learner) weights", "1"),
+    "w0": ("head initialisation w0", "1"),
+    "R0": ("initial student-teacher overlap R_kn = J_k.B_n/N", "1"),
+    "Q0": ("initial student-student overlap Q_kl = J_k.J_l/N", "1"),
+    "T": ("teacher-teacher overlap T_nm = B_n.B_m/N", "1"),
+    "R": ("student-teacher overlap R_kn = J_k.B_n/N", "1"),
+    "Q": ("student-student overlap Q_kl = J_k.J_l/N", "1"),
+    "eps_meta": ("meta-generalisation error, closed form in the order parameters", "1"),
+    "eps_meta_mc": ("meta-generalisation error, plain Monte Carlo (no formula)", "1"),
+    "eps_meta_mc_err": ("standard error of eps_meta_mc over the sampled tasks", "1"),
+    "diverged": ("1 where the run left the valid domain (non-finite or exploding)", "1"),
+    "alpha_diverged": ("alpha at which the run was marked diverged (NaN if it did not)", "1"),
+}
+
+
+class InputFileError(RuntimeError):
+    """A stage was given a file that is missing, truncated or not what it expects."""
+
+
+def params_to_attrs(params: RunParams) -> dict:
+    """Every parameter as a netCDF attribute (None -> 'none'), plus the full set as JSON."""
+    attrs = {f"param_{k}": ("none" if v is None else v) for k, v in params.to_dict().items()}
+    attrs["params_json"] = json.dumps(params.to_dict(), sort_keys=True)
+    attrs["run_name"] = params.name()
+    attrs.update({f"convention_{k}": v for k, v in CONVENTIONS.items()})
+    return attrs
+
+
+def params_from_attrs(attrs: dict) -> RunParams:
+    return RunParams.from_dict(json.loads(attrs["params_json"]))
+
+
+def describe(ds: xr.Dataset) -> xr.Dataset:
+    """Attach long names and units to the variables this project knows."""
+    for name, (long_name, units) in VARIABLES.items():
+        if name in ds:
+            ds[name].attrs.update(long_name=long_name, units=units)
+    if "alpha" in ds.coords:
+        ds["alpha"].attrs.update(long_name="time alpha = t / N", units="1")
+    return ds
+
+
+def versions() -> dict:
+    import numpy
+    import scipy
+    import torch
+
+    import tsmeta
+
+    return {
+        "version_tsmeta": tsmeta.__version__,
+        "version_python": platform.python_version(),
+        "version_numpy": numpy.__version__,
+        "version_scipy": scipy.__version__,
+        "version_torch": torch.__version__,
+        "version_xarray": xr.__version__,
+    }
+
+
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write atomically: a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def open_dataset(path: str | os.PathLike, stage: str | None = None, required=()) -> xr.Dataset:
+    """Load a netCDF file into memory, with an error naming the file if it is unusable."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{path}: file does not exist")
+    try:
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            ds = ds.load()
+    except Exception as exc:  # netCDF4/HDF5 raise many types for a truncated file
+        raise InputFileError(
+            f"{path}: not a readable netCDF file ({type(exc).__name__}: {exc}); "
+            "delete it and rerun the stage that makes it"
+        ) from exc
+    if stage is not None and ds.attrs.get("stage") != stage:
+        raise InputFileError(
+            f"{path}: expected a tsmeta '{stage}' file, found stage={ds.attrs.get('stage')!r}"
+        )
+    missing = [name for name in required if name not in ds.variables]
+    if missing:
+        raise InputFileError(f"{path}: missing variable(s) {missing}")
+    return ds

@@ -1,0 +1,161 @@
+"""Run parameters: the physics of one run, its name, and its alpha grid.
+
+A *run* is one parameter set simulated for several seeds at once. Every field of
+`RunParams` is a config key (see `config/schema.yaml`) and is written into the
+netCDF attributes of every file the run produces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+ALGORITHMS = ("fo-anil", "anil", "maml", "fo-maml")
+INITS = ("random", "symmetric")
+TEACHER_INITS = ("gaussian", "orthonormal")
+ALPHA_GRIDS = ("log", "linear")
+NAME_KEYS = ("K", "M", "N", "eta_J", "eta_w")  # always in a run name
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """Physical parameters of one run (MODEL.md); defaults are the paper's first experiment."""
+
+    algorithm: str = "fo-anil"
+    N: int = 200
+    K: int = 3
+    M: int = 3
+    P: int = 200
+    V: int = 200
+    eta_J: float = 3.0
+    eta_w: float = 9.0
+    eta_w0: float | None = None  # None: eta_J
+    eta_J_inner: float | None = None  # None: eta_J (MAML, FO-MAML only)
+    inner_steps: int = 1
+    gamma: float = 1.0
+    u_mean: float = 0.0
+    u_std: float = 1.0
+    noise_std: float = 0.0
+    init_std: float = 1.0
+    w0_std: float = 0.0
+    init: str = "random"
+    init_perturbation: float = 0.01
+    teacher_init: str = "gaussian"
+    alpha_final: float = 450.0
+    n_records: int = 60
+    alpha_grid: str = "log"
+    seeds: int = 4
+    seed_offset: int = 0
+
+    def __post_init__(self):
+        _check_choice("algorithm", self.algorithm, ALGORITHMS)
+        _check_choice("init", self.init, INITS)
+        _check_choice("teacher_init", self.teacher_init, TEACHER_INITS)
+        _check_choice("alpha_grid", self.alpha_grid, ALPHA_GRIDS)
+        for key in ("N", "K", "M", "P", "V", "inner_steps", "seeds", "n_records"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"{key} must be an integer >= 1, got {getattr(self, key)!r}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma must lie in [0, 1], got {self.gamma!r}")
+        for key in ("eta_J", "eta_w", "eta_w0", "eta_J_inner", "u_std", "noise_std", "init_std"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ValueError(f"{key} must be >= 0, got {value!r}")
+        if self.alpha_final <= 0:
+            raise ValueError(f"alpha_final must be > 0, got {self.alpha_final!r}")
+
+    # --- derived quantities -------------------------------------------------
+    @property
+    def eta_w0_eff(self) -> float:
+        return self.eta_J if self.eta_w0 is None else self.eta_w0
+
+    @property
+    def eta_J_inner_eff(self) -> float:
+        return self.eta_J if self.eta_J_inner is None else self.eta_J_inner
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seed_offset, self.seed_offset + self.seeds))
+
+    @property
+    def total_steps(self) -> int:
+        """Number of outer steps (tasks): alpha_final * N, rounded."""
+        return int(round(self.alpha_final * self.N))
+
+    def record_steps(self) -> np.ndarray:
+        """Outer-step counts t at which observables are recorded (always includes 0 and the end)."""
+        return record_steps(self.N, self.alpha_final, self.n_records, self.alpha_grid)
+
+    def alphas(self) -> np.ndarray:
+        return self.record_steps() / self.N
+
+    # --- (de)serialisation --------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RunParams:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown run parameter(s) {unknown}; allowed keys: {sorted(known)}")
+        return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+
+    def name(self) -> str:
+        """Readable, unique directory name that encodes the parameters.
+
+        The algorithm, then `key~value` for K, M, N, eta_J, eta_w and for every other key
+        that differs from its default, joined by `_` (in the spirit of Snakemake's
+        Paramspace), e.g. `fo-anil_K~3_M~3_N~200_eta_J~3_eta_w~9_init~symmetric`.
+        """
+        default = RunParams()
+        values = self.to_dict()
+        parts = [self.algorithm] + [f"{k}~{_fmt(values[k])}" for k in NAME_KEYS]
+        parts += [
+            f"{k}~{_fmt(v)}"
+            for k, v in sorted(values.items())
+            if k not in NAME_KEYS and k != "algorithm" and getattr(default, k) != v
+        ]
+        return "_".join(parts)
+
+    def digest(self) -> str:
+        payload = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()[:12]
+
+
+def record_steps(N: int, alpha_final: float, n_records: int, grid: str) -> np.ndarray:
+    total = int(round(alpha_final * N))
+    if grid == "linear":
+        steps = np.linspace(0, total, n_records + 1)
+    else:
+        first = max(1.0, 0.01 * N)  # alpha = 0.01 is the first positive record
+        steps = np.concatenate([[0.0], np.geomspace(first, max(total, first), n_records)])
+    return np.unique(np.round(steps).astype(np.int64).clip(0, total))
+
+
+def _check_choice(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key} must be one of {list(allowed)}, got {value!r}")
+
+
+def _coerce(cls, key, value):
+    kind = {f.name: f.type for f in fields(cls)}[key]
+    if value is None:
+        return None
+    if kind == "int":
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{key} must be an integer, got {value!r}")
+        return int(value)
+    if kind in ("float", "float | None"):
+        return float(value)
+    return value
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

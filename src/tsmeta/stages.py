@@ -1,0 +1,133 @@
+"""The workflow stages as plain functions of paths: used by the Snakemake scripts and the CLI.
+
+tasks -> simulate -> theory -> compare -> figure. Each stage reads netCDF files, writes one
+output atomically, and can run without Snakemake.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from tsmeta.io import open_dataset, params_from_attrs, write_netcdf
+from tsmeta.params import RunParams
+
+log = logging.getLogger(__name__)
+COMPARED = ("eps_meta", "R", "Q", "w0")
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def make_tasks(params: RunParams, out: str | os.PathLike) -> Path:
+    from tsmeta.tasks import initial_state
+
+    return write_netcdf(initial_state(params), out)
+
+
+def _tasks_for(path, params: RunParams) -> xr.Dataset:
+    tasks = open_dataset(path, stage="tasks", required=("B", "J", "w0", "R0", "Q0", "T"))
+    found = params_from_attrs(tasks.attrs)
+    for key in ("N", "K", "M", "seeds", "seed_offset", "init", "init_std", "teacher_init"):
+        if getattr(found, key) != getattr(params, key):
+            raise ValueError(
+                f"{path}: made for {key}={getattr(found, key)!r}, but this run has "
+                f"{key}={getattr(params, key)!r}; rerun the tasks stage"
+            )
+    return tasks
+
+
+def make_simulation(
+    tasks_path, params: RunParams, settings: dict | None, out, checkpoint=None, progress=None
+) -> Path:
+    from tsmeta.simulate import SimSettings, simulate
+
+    tasks = _tasks_for(tasks_path, params)
+    ds = simulate(
+        tasks, params, SimSettings.from_dict(settings), checkpoint=checkpoint, progress=progress
+    )
+    path = write_netcdf(ds, out)
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)
+    return path
+
+
+def make_theory(tasks_path, params: RunParams, settings: dict | None, out) -> Path:
+    from tsmeta.theory import theory_dataset
+
+    tasks = _tasks_for(tasks_path, params)
+    return write_netcdf(theory_dataset(tasks, params, settings), out)
+
+
+def deviations(sim: xr.Dataset, theory: xr.Dataset) -> xr.Dataset:
+    """Simulation minus theory, per seed and averaged over seeds, for eps_meta, R, Q, w0."""
+    out = xr.Dataset()
+    for name in COMPARED:
+        diff = sim[name] - theory[name]
+        out[f"dev_{name}"] = diff
+        out[f"dev_{name}_mean"] = diff.mean("seed")
+        out[f"dev_{name}"].attrs["long_name"] = f"{name}: simulation minus theory"
+    out["dev_log_eps_meta"] = np.log10(sim["eps_meta"]) - np.log10(theory["eps_meta"])
+    out["dev_log_eps_meta"].attrs["long_name"] = "log10 eps_meta: simulation minus theory"
+    return out
+
+
+def make_comparison(experiment: str, sim_paths, theory_paths, out) -> Path:
+    parts = []
+    for sim_path, theory_path in zip(sim_paths, theory_paths, strict=True):
+        sim = open_dataset(sim_path, stage="simulate")
+        theory = open_dataset(theory_path, stage="theory")
+        dev = deviations(sim, theory).expand_dims(run=[sim.attrs["run_name"]])
+        parts.append(dev)
+    ds = xr.concat(parts, dim="run", join="outer", combine_attrs="drop")
+    ds.attrs.update(
+        stage="compare",
+        experiment=experiment,
+        description="simulation minus theory on the common alpha grid, per run and seed",
+    )
+    return write_netcdf(ds, out)
+
+
+def make_figure(experiment: str, options: dict, sim_paths, theory_paths, outputs) -> list[Path]:
+    from tsmeta import figures
+
+    sims = [open_dataset(p, stage="simulate") for p in sim_paths]
+    theories = [open_dataset(p, stage="theory") for p in theory_paths]
+    return figures.draw(experiment, options, sims, theories, outputs)
+
+
+class log_to:
+    """Send logging and stderr (progress lines) of a stage to a Snakemake log file."""
+
+    def __init__(self, path: str | os.PathLike | None):
+        self.path = path
+
+    def __enter__(self):
+        import sys
+
+        self._stderr = sys.stderr
+        if self.path:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "w", buffering=1)  # noqa: SIM115
+            sys.stderr = self._fh
+        logging.basicConfig(
+            stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+            force=True,
+        )  # fmt: skip
+        return self
+
+    def __exit__(self, *exc):
+        import sys
+
+        if self.path:
+            sys.stderr = self._stderr
+            self._fh.close()
+        return False

@@ -1,0 +1,181 @@
+"""Field covariance, adapted head, moments over the task head u, and eps_meta (docs/theory.md).
+
+Arrays carry arbitrary leading batch dimensions (...). Run parameters enter through
+`Physics`, whose fields are arrays broadcastable against those batch dimensions, so one call
+can evaluate a sweep over learning rates, gamma, u statistics, ... at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from tsmeta.params import RunParams
+from tsmeta.theory.integrals import I2
+
+
+@dataclass(frozen=True)
+class Physics:
+    """The run parameters the theory uses, as arrays of the batch shape (or 0-d)."""
+
+    eta_J: np.ndarray
+    eta_w: np.ndarray
+    eta_w0: np.ndarray
+    V: np.ndarray
+    inner_steps: np.ndarray
+    gamma: np.ndarray
+    u_mean: np.ndarray
+    u_std: np.ndarray
+    noise_std: np.ndarray
+
+    @classmethod
+    def from_params(cls, params: RunParams | Sequence[RunParams] | Physics) -> Physics:
+        if isinstance(params, Physics):
+            return params
+        single = isinstance(params, RunParams)
+        plist = [params] if single else list(params)
+
+        def arr(get, dtype=float):
+            a = np.array([get(p) for p in plist], dtype=dtype)
+            return a[0] if single else a
+
+        return cls(
+            eta_J=arr(lambda p: p.eta_J),
+            eta_w=arr(lambda p: p.eta_w),
+            eta_w0=arr(lambda p: p.eta_w0_eff),
+            V=arr(lambda p: p.V),
+            inner_steps=arr(lambda p: p.inner_steps, dtype=np.int64),
+            gamma=arr(lambda p: p.gamma),
+            u_mean=arr(lambda p: p.u_mean),
+            u_std=arr(lambda p: p.u_std),
+            noise_std=arr(lambda p: p.noise_std),
+        )
+
+    def take(self, idx) -> Physics:
+        """Members `idx` of a batched (1-d) Physics; 0-d fields are shared and kept."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Physics(**{k: (v if np.ndim(v) == 0 else v[idx]) for k, v in values.items()})
+
+
+def _b(x, n_trailing: int) -> np.ndarray:
+    """Append `n_trailing` unit axes so a batch-shaped parameter broadcasts against tensors."""
+    x = np.asarray(x)
+    return x.reshape(x.shape + (1,) * n_trailing)
+
+
+def field_covariance(R, Q, T, gamma=1.0) -> np.ndarray:
+    """Covariance of z = (lambda, nu, nu_task), shape (..., K + 2M, K + 2M)."""
+    R, Q, T = (np.asarray(x, dtype=float) for x in (R, Q, T))
+    g = _b(np.asarray(gamma, dtype=float), 2)
+    K, M = R.shape[-2:]
+    batch = np.broadcast_shapes(R.shape[:-2], Q.shape[:-2], T.shape[:-2], g.shape[:-2])
+    Rt = np.swapaxes(R, -1, -2)
+    task = g**2 * T + (1.0 - g**2) * np.eye(M)
+    blocks = [
+        [Q, R, g * R],
+        [Rt, T, g * T],
+        [g * Rt, g * T, task],
+    ]
+    rows = [
+        np.concatenate([np.broadcast_to(b, batch + b.shape[-2:]) for b in row], axis=-1)
+        for row in blocks
+    ]
+    return np.concatenate(rows, axis=-2)
+
+
+def head_from_i2(i2, w0, K: int, M: int, eta_w, inner_steps):
+    """Adapted head w = a + G u from the I2 matrix of the fields (P -> infinity).
+
+    `eta_w` and `inner_steps` may vary along the batch: the loop runs to the largest
+    step count and each member stops accumulating at its own.
+    """
+    A = i2[..., :K, :K]
+    Ct = i2[..., :K, K + M :]
+    Dm = np.eye(K) - _b(np.asarray(eta_w, float) / K, 2) * A
+    S = _b(np.asarray(inner_steps), 2)
+    power = np.broadcast_to(np.eye(K), Dm.shape)  # Dm^min(j, S)
+    geo = np.zeros(Dm.shape)  # sum_{j < min(j, S)} Dm^j
+    for j in range(int(np.max(S))):
+        on = j < S
+        geo = geo + np.where(on, power, 0.0)
+        power = np.where(on, Dm @ power, power)
+    a = np.einsum("...kl,...l->...k", power, np.asarray(w0, float))
+    G = _b(np.asarray(eta_w, float) / np.sqrt(K * M), 2) * (geo @ Ct)
+    return a, G
+
+
+def adapted_head(R, Q, T, w0, *, K: int, M: int, eta_w, inner_steps, gamma):
+    """a (..., K) and G (..., K, M) with the adapted head w = a + G u (docs/theory.md, 3)."""
+    i2 = I2(field_covariance(R, Q, T, gamma))
+    return head_from_i2(i2, w0, K, M, eta_w, inner_steps)
+
+
+def head_moments(a, G, u_mean, u_std, *, fourth: bool = True) -> dict:
+    """Moments over u ~ N(u_mean 1, u_std^2 I) of w and c = (w/sqrt K, 0_M, -u/sqrt M).
+
+    Returns Ec (..., D), Ewc (..., K, D), Eww (..., K, K), Ecc (..., D, D) and, if `fourth`,
+    Ewwcc (..., K, K, D, D) by Isserlis' theorem (v = alpha + beta xi is Gaussian).
+    """
+    K, M = G.shape[-2:]
+    sK, sM = np.sqrt(K), np.sqrt(M)
+    um = _b(np.asarray(u_mean, float), 1)
+    us2 = _b(np.asarray(u_std, float) ** 2, 2)
+    batch = np.broadcast_shapes(a.shape[:-1], G.shape[:-2], um.shape[:-1], us2.shape[:-2])
+    aw = np.broadcast_to(a + um * G.sum(-1), batch + (K,))
+    ac = np.concatenate(
+        [aw / sK, np.zeros(batch + (M,)), np.broadcast_to(-um / sM, batch + (M,))], axis=-1
+    )
+    Gb = np.broadcast_to(G, batch + (K, M))
+    bc = np.concatenate(
+        [Gb / sK, np.zeros(batch + (M, M)), np.broadcast_to(-np.eye(M) / sM, batch + (M, M))],
+        axis=-2,
+    )
+    Gt = np.swapaxes(Gb, -1, -2)
+    bct = np.swapaxes(bc, -1, -2)
+    S_ww = us2 * (Gb @ Gt)
+    S_wc = us2 * (Gb @ bct)
+    S_cc = us2 * (bc @ bct)
+    out = {
+        "Ec": ac,
+        "Ewc": aw[..., :, None] * ac[..., None, :] + S_wc,
+        "Eww": aw[..., :, None] * aw[..., None, :] + S_ww,
+        "Ecc": ac[..., :, None] * ac[..., None, :] + S_cc,
+    }
+    if fourth:
+        # axes (..., k, l, a, b); S_ka = S_wc[k, a], S_kl = S_ww, S_ab = S_cc
+        k = aw[..., :, None, None, None]
+        l = aw[..., None, :, None, None]
+        ca = ac[..., None, None, :, None]
+        cb = ac[..., None, None, None, :]
+        Skl = S_ww[..., :, :, None, None]
+        Sab = S_cc[..., None, None, :, :]
+        Ska = S_wc[..., :, None, :, None]
+        Skb = S_wc[..., :, None, None, :]
+        Sla = S_wc[..., None, :, :, None]
+        Slb = S_wc[..., None, :, None, :]
+        out["Ewwcc"] = (
+            k * l * ca * cb
+            + k * l * Sab
+            + k * ca * Slb
+            + k * cb * Sla
+            + l * ca * Skb
+            + l * cb * Ska
+            + ca * cb * Skl
+            + Skl * Sab
+            + Ska * Slb
+            + Skb * Sla
+        )
+    return out
+
+
+def eps_meta_closed_form(R, Q, T, w0, params: RunParams | Physics) -> np.ndarray:
+    """Meta-generalisation error (P -> infinity head, noiseless task teacher), shape (...)."""
+    phys = Physics.from_params(params)
+    R = np.asarray(R, dtype=float)
+    K, M = R.shape[-2:]
+    i2 = I2(field_covariance(R, Q, T, phys.gamma))
+    a, G = head_from_i2(i2, w0, K, M, phys.eta_w, phys.inner_steps)
+    mom = head_moments(a, G, phys.u_mean, phys.u_std, fourth=False)
+    return 0.5 * np.einsum("...ab,...ab->...", mom["Ecc"], i2)

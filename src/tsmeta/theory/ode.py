@@ -1,0 +1,469 @@
+"""FO-ANIL order-parameter ODEs: right-hand side, batched integration, Dataset builder.
+
+Derivation: docs/theory.md. The state of one trajectory is (R, Q, w0); T and the run
+parameters are constants. A batch (seeds, or a sweep with different parameters) is
+integrated as one system, so the right-hand side is vectorised over the batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, Radau
+from scipy.optimize import brentq
+
+from tsmeta.params import RunParams
+from tsmeta.theory.closed_form import (
+    Physics,
+    eps_meta_closed_form,
+    field_covariance,
+    head_from_i2,
+    head_moments,
+)
+from tsmeta.theory.integrals import I2, I3, I4, J2
+
+BOUND = 1e6  # a state entry beyond this is divergence
+PSD_TOL = 1e-6  # relative tolerance on the smallest eigenvalue of the (J, B) Gram matrix
+DEFAULT_MAX_RHS_EVALS = 2_000_000  # guards against a runaway stiff member stalling a sweep
+DEFAULT_SETTINGS = {
+    "method": "RK45",
+    "rtol": 1e-8,
+    "atol": 1e-10,
+    "finite_v": True,
+    "fixed_step": None,
+}
+
+
+def _require_fo_anil(params) -> None:
+    if isinstance(params, Physics):
+        return  # built by integrate_batched, which checked the RunParams
+    plist = [params] if isinstance(params, RunParams) else params
+    for p in plist:
+        if isinstance(p, RunParams) and p.algorithm != "fo-anil":
+            raise ValueError(f"the ODE theory covers FO-ANIL only, got algorithm={p.algorithm!r}")
+
+
+def _b(x, n: int) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    return x.reshape(x.shape + (1,) * n)
+
+
+# --- right-hand side ----------------------------------------------------------------------
+
+
+def _terms(R, Q, T, w0, phys: Physics, finite_v: bool) -> dict:
+    """All RHS terms, vectorised over leading batch dims and over the parameters in `phys`."""
+    K, M = R.shape[-2:]
+    sK = math.sqrt(K)
+    C = field_covariance(R, Q, T, phys.gamma)
+    i2 = I2(C)
+    a, G = head_from_i2(i2, w0, K, M, phys.eta_w, phys.inner_steps)
+    mom = head_moments(a, G, phys.u_mean, phys.u_std, fourth=finite_v)
+    i3 = I3(C, first=K)  # [k, b, a] = <g'(lambda_k) z_b g(z_a)>
+    eta_J = _b(phys.eta_J, 2)
+    Ewc = mom["Ewc"]
+    dR = -(eta_J / sK) * np.einsum("...ka,...kna->...kn", Ewc, i3[..., :, K : K + M, :])
+    X = np.einsum("...pa,...pqa->...pq", Ewc, i3[..., :, :K, :])
+    dQ_first = -(eta_J / sK) * (X + np.swapaxes(X, -1, -2))
+    if finite_v:
+        # (eta_J^2 / V) <e_k e_l>: step orthogonal to all fields (docs/theory.md, section 6)
+        quart = np.einsum("...klab,...klab->...kl", mom["Ewwcc"], I4(C, first=K))
+        quart = quart + _b(phys.noise_std, 2) ** 2 * mom["Eww"] * J2(C, first=K)
+        quart = 0.5 * (quart + np.swapaxes(quart, -1, -2))  # exact symmetry of Q
+        dQ_finite_v = _b(phys.eta_J**2 / (phys.V * K), 2) * quart
+    else:
+        dQ_finite_v = np.zeros(dQ_first.shape)
+    dw0 = -(_b(phys.eta_w0, 1) / sK) * np.einsum("...a,...ka->...k", mom["Ec"], i2[..., :K, :])
+    return {"dR": dR, "dQ_first": dQ_first, "dQ_finite_v": dQ_finite_v, "dw0": dw0}
+
+
+def rhs_terms(R, Q, T, w0, params: RunParams | Physics, finite_v: bool = True) -> dict:
+    """d/dalpha of R, Q (first-order and finite-V parts) and w0, batched over (...)."""
+    _require_fo_anil(params)
+    R, Q, T, w0 = (np.asarray(x, dtype=float) for x in (R, Q, T, w0))
+    return _terms(R, Q, T, w0, Physics.from_params(params), finite_v)
+
+
+# --- state packing and the valid domain ---------------------------------------------------
+
+
+class _Layout:
+    """Flat state (R, Q, w0) of one member: K*M + K*K + K numbers."""
+
+    def __init__(self, K: int, M: int):
+        self.K, self.M = K, M
+        self.nR, self.nQ = K * M, K * K
+        self.size = self.nR + self.nQ + K
+
+    def pack(self, R, Q, w0) -> np.ndarray:
+        b = R.shape[0]
+        return np.concatenate([R.reshape(b, -1), Q.reshape(b, -1), w0.reshape(b, -1)], axis=1)
+
+    def unpack(self, y):
+        b = y.shape[0]
+        R = y[:, : self.nR].reshape(b, self.K, self.M)
+        Q = y[:, self.nR : self.nR + self.nQ].reshape(b, self.K, self.K)
+        return R, Q, y[:, self.nR + self.nQ :]
+
+
+def _margins(y, T, lay: _Layout) -> np.ndarray:
+    """Per member: > 0 inside the valid domain, <= 0 outside (non-finite: -1)."""
+    finite = np.all(np.isfinite(y), axis=1)
+    y = np.where(finite[:, None], y, 0.0)
+    R, Q, _ = lay.unpack(y)
+    gram = np.concatenate(
+        [np.concatenate([Q, R], axis=2), np.concatenate([np.swapaxes(R, 1, 2), T], axis=2)],
+        axis=1,
+    )
+    gram = 0.5 * (gram + np.swapaxes(gram, 1, 2))
+    scale = np.maximum(1.0, np.abs(gram).max(axis=(1, 2)))
+    psd = np.linalg.eigvalsh(gram)[:, 0] / scale + PSD_TOL
+    size = 1.0 - np.abs(y).max(axis=1) / BOUND
+    return np.where(finite, np.minimum(psd, size), -1.0)
+
+
+# --- integration --------------------------------------------------------------------------
+
+_SOLVERS = {
+    "RK23": RK23,
+    "RK45": RK45,
+    "DOP853": DOP853,
+    "Radau": Radau,
+    "BDF": BDF,
+    "LSODA": LSODA,
+}
+
+
+class _System:
+    """The active members as one flat ODE system, with an evaluation counter."""
+
+    def __init__(self, T, phys: Physics, lay: _Layout, finite_v: bool):
+        self.T, self.phys, self.lay, self.finite_v = T, phys, lay, finite_v
+        self.nfev = 0
+
+    def deriv(self, y):
+        self.nfev += 1
+        R, Q, w0 = self.lay.unpack(y)
+        d = _terms(R, Q, self.T, w0, self.phys, self.finite_v)
+        return self.lay.pack(d["dR"], d["dQ_first"] + d["dQ_finite_v"], d["dw0"])
+
+    def fun(self, t, yflat):
+        return self.deriv(yflat.reshape(-1, self.lay.size)).ravel()
+
+    def margins(self, y):
+        return _margins(y, self.T, self.lay)
+
+
+class _Run:
+    """Records, divergence flags and the frozen state of a whole batch."""
+
+    def __init__(self, y0, T, alphas, lay):
+        B, A = y0.shape[0], len(alphas)
+        self.alphas, self.T, self.lay = alphas, T, lay
+        self.records = np.full((B, A, lay.size), np.nan)
+        self.diverged = np.zeros(B, dtype=bool)
+        self.stalled = np.zeros(B, dtype=bool)
+        self.alpha_div = np.full(B, np.nan)
+        self.state = y0.copy()
+        self.t = alphas[0]
+        self.next = 1  # index of the next record
+        self.nfev = 0
+        bad = _margins(y0, T, lay) <= 0.0
+        self.active = ~bad
+        self.records[self.active, 0] = y0[self.active]
+        self.stop(np.flatnonzero(bad), alphas[0])
+
+    def stop(self, members, t, stalled=False):
+        """Freeze members at alpha t: marked diverged, no later records."""
+        self.diverged[members] = True
+        self.stalled[members] |= stalled
+        self.alpha_div[members] = t
+        self.active[members] = False
+
+    def record_until(self, idx, t_end, y_end, interp):
+        """Records of members idx at the requested alphas up to t_end (interp: alpha -> y)."""
+        while self.next < len(self.alphas) and self.alphas[self.next] <= t_end:
+            a = self.alphas[self.next]
+            self.records[idx, self.next] = y_end if a == t_end else interp(a)
+            self.next += 1
+
+    def leave(self, idx, t_new, y_new, margins):
+        """Members of idx whose margin is used up at t_new stop there; the others go on."""
+        left = margins <= 1e-9
+        if not left.any():  # a root found right at the tolerance
+            left = margins <= margins.min()
+        self.state[idx] = y_new
+        self.stop(idx[left], t_new)
+        self.t = t_new
+
+
+def _reshaped(dense, shape):
+    return lambda a: dense(a).reshape(shape)
+
+
+def _edge(system: _System, interp):
+    """Smallest margin in the batch along a step: continuous, > 0 at the step's start."""
+    return lambda a: float(system.margins(interp(a)).min())
+
+
+def _adaptive(run: _Run, phys, finite_v, method, rtol, atol, budget):
+    """scipy OdeSolver stepping with a terminal event on the smallest margin in the batch."""
+    solver_cls = _SOLVERS[method]
+    t_final = run.alphas[-1]
+    while run.active.any() and run.next < len(run.alphas):
+        idx = np.flatnonzero(run.active)
+        system = _System(run.T[idx], phys.take(idx), run.lay, finite_v)
+        shape = (len(idx), run.lay.size)
+        solver = solver_cls(
+            system.fun, run.t, run.state[idx].ravel(), t_final, rtol=rtol, atol=atol
+        )
+        while run.next < len(run.alphas):
+            if run.nfev + system.nfev > budget:
+                run.state[idx] = solver.y.reshape(shape)
+                run.stop(idx, solver.t, stalled=True)
+                break
+            try:
+                solver.step()
+            except (ArithmeticError, ValueError, np.linalg.LinAlgError):
+                solver.status = "failed"
+            if solver.status == "failed":
+                run.stop(idx, solver.t, stalled=True)
+                break
+            interp = _reshaped(solver.dense_output(), shape)
+            y_new = solver.y.reshape(shape)
+            margins = system.margins(y_new)
+            if np.all(margins > 0.0):
+                run.record_until(idx, solver.t, y_new, interp)
+                run.state[idx], run.t = y_new, solver.t
+                continue
+            # locate the exit on the step's interpolant, record up to it, restart without it
+            t_exit = brentq(_edge(system, interp), solver.t_old, solver.t, xtol=1e-13)
+            y_exit = interp(t_exit)
+            run.record_until(idx, t_exit, y_exit, interp)
+            run.leave(idx, t_exit, y_exit, system.margins(y_exit))
+            break
+        run.nfev += system.nfev
+
+
+def _fixed_rk4(run: _Run, phys, finite_v, h, budget):
+    """Classical RK4 with steps of at most h, landing on every record."""
+    for i in range(1, len(run.alphas)):
+        t1 = run.alphas[i]
+        n = max(1, math.ceil((t1 - run.alphas[i - 1]) / h - 1e-9))
+        dt = (t1 - run.alphas[i - 1]) / n
+        for j in range(n):
+            if not run.active.any():
+                return
+            idx = np.flatnonzero(run.active)
+            system = _System(run.T[idx], phys.take(idx), run.lay, finite_v)
+            y = run.state[idx]
+            k1 = system.deriv(y)
+            k2 = system.deriv(y + 0.5 * dt * k1)
+            k3 = system.deriv(y + 0.5 * dt * k2)
+            k4 = system.deriv(y + dt * k3)
+            y_new = y + (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+            t_new = t1 if j == n - 1 else run.alphas[i - 1] + (j + 1) * dt
+            run.nfev += system.nfev
+            margins = system.margins(y_new)
+            run.state[idx], run.t = y_new, t_new
+            out = margins <= 0.0
+            run.stop(idx[out], t_new)  # frozen at the first step outside
+            if run.nfev > budget:
+                run.stop(idx[~out], t_new, stalled=True)
+        run.records[run.active, i] = run.state[run.active]
+        run.next = i + 1
+
+
+def _as_batch(x, ndim: int) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    return x[None] if x.ndim == ndim - 1 else x
+
+
+def integrate(
+    R0,
+    Q0,
+    T,
+    w0,
+    params: RunParams | Physics,
+    alphas,
+    *,
+    method: str = "RK45",
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+    finite_v: bool = True,
+    fixed_step: float | None = None,
+    max_rhs_evals: int = DEFAULT_MAX_RHS_EVALS,
+) -> dict:
+    """Integrate a batch (axis 0, e.g. seeds) as one system and record on `alphas`.
+
+    R0 (B, K, M), Q0 (B, K, K), T (B, M, M) or (M, M), w0 (B, K); `params` is one
+    RunParams (shared) or a Physics with (B,) fields (see `integrate_batched`).
+    Returns R (B, A, K, M), Q (B, A, K, K), w0 (B, A, K), eps_meta (B, A), diverged (B,),
+    alpha_diverged (B,) (NaN if not), stalled (B,) (diverged because the solver failed or
+    ran out of its evaluation budget), alpha (A,), nfev. Never raises on divergence.
+    """
+    _require_fo_anil(params)
+    phys = Physics.from_params(params)
+    R0, Q0, w0 = _as_batch(R0, 3), _as_batch(Q0, 3), _as_batch(w0, 2)
+    B, K, M = R0.shape
+    T = np.broadcast_to(np.asarray(T, dtype=float), (B, M, M)).copy()
+    phys = Physics(**{k: np.broadcast_to(v, (B,)).copy() for k, v in vars(phys).items()})
+    alphas = np.asarray(alphas, dtype=float)
+    if alphas.ndim != 1 or np.any(np.diff(alphas) <= 0):
+        raise ValueError("alphas must be a strictly increasing 1-d array")
+    if method not in _SOLVERS:
+        raise ValueError(f"method must be one of {sorted(_SOLVERS)}, got {method!r}")
+    if fixed_step is not None and not fixed_step > 0:
+        raise ValueError(f"fixed_step must be > 0 or None, got {fixed_step!r}")
+    lay = _Layout(K, M)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        run = _Run(lay.pack(R0, Q0, w0), T, alphas, lay)
+        if fixed_step is None:
+            _adaptive(run, phys, finite_v, method, rtol, atol, max_rhs_evals)
+        else:
+            _fixed_rk4(run, phys, finite_v, fixed_step, max_rhs_evals)
+        records = run.records
+        A = len(alphas)
+        R, Q, w = lay.unpack(records.reshape(B * A, lay.size))
+        R, Q, w = R.reshape(B, A, K, M), Q.reshape(B, A, K, K), w.reshape(B, A, K)
+        phys_ba = Physics(**{k: v[:, None] for k, v in vars(phys).items()})
+        eps = eps_meta_closed_form(R, Q, T[:, None], w, phys_ba)
+    return {
+        "R": R,
+        "Q": Q,
+        "w0": w,
+        "eps_meta": eps,
+        "diverged": run.diverged,
+        "alpha_diverged": run.alpha_div,
+        "stalled": run.stalled,
+        "alpha": alphas,
+        "nfev": run.nfev,
+    }
+
+
+def integrate_batched(members: Sequence[tuple], alphas, **kwargs) -> dict:
+    """Integrate members (R0, Q0, T, w0, params) with different parameters as one system.
+
+    All members need the same K and M. The parameters become (B,) arrays in the
+    right-hand side; keyword arguments are those of `integrate`.
+    """
+    members = list(members)
+    plist = [m[4] for m in members]
+    _require_fo_anil(plist)
+    shapes = {np.shape(m[0]) for m in members}
+    if len(shapes) != 1:
+        raise ValueError(f"all members need the same (K, M), got R0 shapes {sorted(shapes)}")
+    stack = [np.stack([np.asarray(m[j], dtype=float) for m in members]) for j in range(4)]
+    return integrate(*stack, Physics.from_params(plist), alphas, **kwargs)
+
+
+# --- Dataset ------------------------------------------------------------------------------
+
+_VAR_ATTRS = {
+    "R": ("student-teacher overlap R_kn = J_k.B_n/N", "1", "ODE solution"),
+    "Q": ("student-student overlap Q_kl = J_k.J_l/N", "1", "ODE solution"),
+    "w0": ("head initialisation w0", "1", "ODE solution"),
+    "T": ("teacher-teacher overlap T_nm = B_n.B_m/N", "1", "constant; from the tasks file"),
+    "eps_meta": (
+        "meta-generalisation error, closed form in the order parameters",
+        "1",
+        "head adapted with the exact expected gradient (P -> infinity), error against the "
+        "noiseless task teacher, averaged exactly over the task head u",
+    ),
+    "diverged": (
+        "1 where the run left the valid domain (non-finite or exploding)",
+        "1",
+        "non-finite, |entry| > 1e6, or the (J, B) Gram matrix not positive semidefinite; "
+        "later records are NaN",
+    ),
+    "alpha_diverged": (
+        "alpha at which the run was marked diverged (NaN if it did not)",
+        "1",
+        "time of the exit from the valid domain",
+    ),
+}
+
+
+def theory_dataset(tasks: xr.Dataset, params: RunParams, settings: dict | None = None):
+    """Integrate one trajectory per seed from that seed's initial overlaps, on params.alphas()."""
+    _require_fo_anil(params)
+    unknown = sorted(set(settings or {}) - set(DEFAULT_SETTINGS))
+    if unknown:
+        allowed = sorted(DEFAULT_SETTINGS)
+        raise ValueError(f"unknown theory setting(s) {unknown}; allowed: {allowed}")
+    st = {**DEFAULT_SETTINGS, **(settings or {})}
+    R0 = tasks["R0"].transpose("seed", "k", "n").values
+    Q0 = tasks["Q0"].transpose("seed", "k", "l").values
+    T = tasks["T"].transpose("seed", "n", "m").values
+    w0 = tasks["w0"].transpose("seed", "k").values
+    alphas = params.alphas()
+    start = time.perf_counter()
+    out = integrate(
+        R0,
+        Q0,
+        T,
+        w0,
+        params,
+        alphas,
+        method=st["method"],
+        rtol=st["rtol"],
+        atol=st["atol"],
+        finite_v=bool(st["finite_v"]),
+        fixed_step=st["fixed_step"],
+    )
+    wall = time.perf_counter() - start
+    seeds = tasks["seed"].values
+    k, n = tasks["k"].values, tasks["n"].values
+    ds = xr.Dataset(
+        {
+            "R": (("seed", "alpha", "k", "n"), out["R"]),
+            "Q": (("seed", "alpha", "k", "l"), out["Q"]),
+            "w0": (("seed", "alpha", "k"), out["w0"]),
+            "T": (("seed", "n", "m"), T),
+            "eps_meta": (("seed", "alpha"), out["eps_meta"]),
+            "diverged": (("seed",), out["diverged"].astype(np.int8)),
+            "alpha_diverged": (("seed",), out["alpha_diverged"]),
+        },
+        coords={"seed": seeds, "alpha": alphas, "k": k, "l": k, "n": n, "m": n},
+    )
+    for name, (long_name, units, description) in _VAR_ATTRS.items():
+        ds[name].attrs.update(long_name=long_name, units=units, description=description)
+    ds["alpha"].attrs.update(long_name="time alpha = t / N", units="1")
+    fv = bool(st["finite_v"])
+    ds.attrs.update(_params_attrs(params))
+    ds.attrs.update(
+        stage="theory",
+        theory="FO-ANIL order-parameter ODEs, N -> infinity, P -> infinity (docs/theory.md)",
+        method=str(st["method"]) if st["fixed_step"] is None else "RK4-fixed-step",
+        rtol=float(st["rtol"]),
+        atol=float(st["atol"]),
+        finite_v=int(fv),
+        fixed_step="none" if st["fixed_step"] is None else float(st["fixed_step"]),
+        terms_included=(
+            "first order in eta_J: dR, dQ, dw0; "
+            + (
+                "finite-V term (eta_J^2/V)<e_k e_l> in dQ: included; "
+                if fv
+                else "finite-V term in dQ: not included; "
+            )
+            + "finite-P corrections: not included; finite-N fluctuations: not included"
+        ),
+        finite_P_corrections="not included",
+        stalled_seeds=",".join(str(s) for s in seeds[out["stalled"]]) or "none",
+        rhs_evaluations=int(out["nfev"]),
+        wall_time_s=float(wall),
+    )
+    return ds
+
+
+def _params_attrs(params: RunParams) -> dict:
+    try:  # the project's own convention when available
+        from tsmeta.io import params_to_attrs
+
+        return params_to_attrs(params)
+    except ImportError:  # pragma: no cover
+        return {f"param_{k}": ("none" if v is None else v) for k, v in params.to_dict().items()}

@@ -1,0 +1,25 @@
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from tsmeta.params import RunParams
+from tsmeta.tasks import initial_state
+
+torch.set_num_threads(1)
+
+
+def replicated_state(params: RunParams, copies: int, seed: int = 0) -> xr.Dataset:
+    """A tasks Dataset whose `copies` seeds all start from the state of `seed`.
+
+    Each copy gets its own task stream (seed coordinate 1000 + i), so a single outer step
+    over the batch samples the distribution of one update from one state.
+    """
+    one = initial_state(RunParams(**{**params.to_dict(), "seeds": 1, "seed_offset": seed}))
+    ds = xr.concat([one.isel(seed=[0])] * copies, dim="seed")
+    return ds.assign_coords(seed=np.arange(1000, 1000 + copies))
+
+
+@pytest.fixture
+def small_params():
+    return RunParams(N=30, K=3, M=2, P=12, V=10, seeds=2, alpha_final=1.0, n_records=4)

@@ -1,0 +1,178 @@
+"""The finite-N simulator: batching, exactness of the projected sampler, observables."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from conftest import replicated_state
+from scipy import stats
+
+from tsmeta.io import open_dataset, write_netcdf
+from tsmeta.params import RunParams
+from tsmeta.simulate import SimSettings, Simulation, simulate
+from tsmeta.tasks import initial_state
+from tsmeta.theory import eps_meta_closed_form
+
+FAST = SimSettings(mc_tasks=20, mc_adapt=100, mc_test=100, draw_chunk=8)
+
+
+@pytest.mark.parametrize(
+    "algorithm,sampler",
+    [("fo-anil", "projected"), ("fo-anil", "dense"), ("anil", "projected"), ("maml", "dense")],
+)
+def test_batched_run_equals_seeds_one_by_one(algorithm, sampler):
+    params = RunParams(
+        N=24, K=3, M=2, P=10, V=8, seeds=3, alpha_final=1.5, n_records=4, algorithm=algorithm
+    )
+    settings = dataclasses.replace(FAST, sampler=sampler)
+    batched = simulate(initial_state(params), params, settings)
+    for i, seed in enumerate(params.seed_list):
+        single = RunParams(**{**params.to_dict(), "seeds": 1, "seed_offset": seed})
+        one = simulate(initial_state(single), single, settings)
+        for name in ("R", "Q", "w0", "eps_meta", "eps_meta_mc"):
+            np.testing.assert_allclose(
+                batched[name].values[i], one[name].values[0], rtol=1e-9, atol=1e-12
+            )
+    # and the seeds really are different runs
+    assert np.abs(batched["R"].values[0, -1] - batched["R"].values[1, -1]).max() > 1e-3
+
+
+def _one_update(params, sampler, copies=3000, drop_orthogonal=False, monkeypatch=None):
+    """Statistics of one outer update from one state, sampled over `copies` task draws."""
+    tasks = replicated_state(params, copies)
+    sim = Simulation(tasks, params, dataclasses.replace(FAST, sampler=sampler, draw_chunk=1))
+    if drop_orthogonal:  # negative control: a sampler that forgets x_perp
+        monkeypatch.setattr(
+            Simulation, "_projected_input_sum",
+            lambda self, coef, h, W, G, xi: torch.linalg.solve(
+                G, (coef.transpose(-1, -2) @ h / params.N**0.5).transpose(-1, -2)
+            ).transpose(-1, -2) @ W,
+        )  # fmt: skip
+    J0 = sim.J.clone()
+    w00 = sim.w0.clone()
+    sim.step(sim._draw_chunk(1), 0)
+    N = params.N
+    dJ = sim.J - J0
+    gen = torch.Generator().manual_seed(99)
+    v = torch.randn(N, generator=gen, dtype=torch.float64)
+    Q1, Q0 = sim.J @ sim.J.transpose(-1, -2) / N, J0 @ J0.transpose(-1, -2) / N
+    R1, R0 = sim.J @ sim.B.transpose(-1, -2) / N, J0 @ sim.B.transpose(-1, -2) / N
+    return {
+        "dQ00": (Q1 - Q0)[:, 0, 0],
+        "dQ01": (Q1 - Q0)[:, 0, 1],
+        "dR00": (R1 - R0)[:, 0, 0],
+        "dR11": (R1 - R0)[:, 1, 1],
+        "dw0": (sim.w0 - w00)[:, 0],
+        "v.dJ0": dJ[:, 0] @ v,
+        "v.dJ1": dJ[:, 1] @ v,
+    }
+
+
+@pytest.mark.parametrize("algorithm,gamma", [("fo-anil", 1.0), ("fo-anil", 0.7), ("anil", 1.0)])
+def test_projected_sampler_gives_the_distribution_of_one_update(algorithm, gamma):
+    params = RunParams(
+        N=30, K=2, M=2, P=8, V=6, seeds=1, algorithm=algorithm, gamma=gamma, w0_std=0.5
+    )
+    dense = _one_update(params, "dense")
+    projected = _one_update(params, "projected")
+    for key in dense:
+        # 3000 vs 3000 samples: KS detects shifts of ~0.05 sd; p > 1e-3 per statistic
+        p_value = stats.ks_2samp(dense[key].numpy(), projected[key].numpy()).pvalue
+        assert p_value > 1e-3, f"{key}: p = {p_value:.2e}"
+
+
+def test_exactness_test_catches_a_sampler_without_the_orthogonal_part(monkeypatch):
+    params = RunParams(N=30, K=2, M=2, P=8, V=6, seeds=1, w0_std=0.5)
+    dense = _one_update(params, "dense")
+    broken = _one_update(params, "projected", drop_orthogonal=True, monkeypatch=monkeypatch)
+    p_values = {k: stats.ks_2samp(dense[k].numpy(), broken[k].numpy()).pvalue for k in dense}
+    assert min(p_values.values()) < 1e-6, p_values
+
+
+def test_trajectories_of_both_samplers_agree_in_mean_and_spread():
+    params = RunParams(N=40, K=2, M=2, P=20, V=20, seeds=16, alpha_final=3.0, n_records=3)
+    tasks = initial_state(params)
+    runs = {
+        s: simulate(tasks, params, dataclasses.replace(FAST, sampler=s))
+        for s in ("dense", "projected")
+    }
+    for name in ("R", "Q", "eps_meta"):
+        a = runs["dense"][name].isel(alpha=-1).values.reshape(16, -1)
+        b = runs["projected"][name].isel(alpha=-1).values.reshape(16, -1)
+        # same initial states (paired by seed): compare the difference to its own spread
+        diff = a - b
+        se = diff.std(0, ddof=1) / np.sqrt(16)
+        assert np.all(np.abs(diff.mean(0)) < 4.5 * se + 1e-12), name
+        ratio = a.std(0, ddof=1) / b.std(0, ddof=1)
+        assert np.all((ratio > 0.35) & (ratio < 2.9)), (name, ratio)  # F(15,15) at p ~ 1e-3
+
+
+@pytest.mark.parametrize(
+    "sampler,gamma,N", [("projected", 1.0, 60), ("projected", 0.8, 400), ("dense", 1.0, 40)]
+)
+def test_closed_form_eps_meta_matches_monte_carlo(sampler, gamma, N):
+    params = RunParams(N=N, K=3, M=3, P=10, V=10, seeds=2, gamma=gamma, w0_std=0.3, u_mean=0.2)
+    n_tasks = 1500 if sampler == "projected" else 300
+    settings = SimSettings(sampler=sampler, mc_tasks=n_tasks, mc_adapt=4000, mc_test=1000)
+    sim = Simulation(initial_state(params), params, settings)
+    mc, err = sim.eps_meta_monte_carlo()
+    N = params.N
+    R = (sim.J @ sim.B.transpose(-1, -2) / N).numpy()
+    Q = (sim.J @ sim.J.transpose(-1, -2) / N).numpy()
+    closed = eps_meta_closed_form(R, Q, sim.T, sim.w0.numpy(), params)
+    # finite adaptation set: relative bias O(eta_w^2 / (K mc_adapt)) ~ 1e-2 at most
+    tolerance = 4 * err + 0.01 * closed
+    assert np.all(np.abs(mc - closed) < tolerance), (mc, closed, err)
+
+
+def _aligned_state(params):
+    """Student equal to the (orthonormal) teacher: R = Q = T = I exactly, w0 = 0."""
+    tasks = initial_state(params)
+    tasks["J"] = tasks["B"].rename(n="k").assign_coords(k=tasks["k"])
+    return tasks
+
+
+def test_head_rate_3K_makes_the_adapted_student_the_task_teacher():
+    params = RunParams(N=50, K=3, M=3, eta_w=9.0, teacher_init="orthonormal", seeds=1)
+    settings = SimSettings(mc_tasks=400, mc_adapt=4000, mc_test=500)
+    sim = Simulation(_aligned_state(params), params, settings)
+    I = np.eye(3)[None]
+    assert eps_meta_closed_form(I, I, I, np.zeros((1, 3)), params)[0] == pytest.approx(0, abs=1e-14)
+    mc, _ = sim.eps_meta_monte_carlo()
+    # only the finite adaptation set is left: eps ~ tr(Cov w)/6 ~ 1e-3
+    assert mc[0] < 3e-3
+    for eta_w in (6.0, 12.0):  # any other rate leaves an error, in both estimates
+        other = dataclasses.replace(params, eta_w=eta_w)
+        sim = Simulation(_aligned_state(other), other, settings)
+        mc, err = sim.eps_meta_monte_carlo()
+        closed = eps_meta_closed_form(I, I, I, np.zeros((1, 3)), other)[0]
+        assert closed > 0.01
+        assert abs(mc[0] - closed) < 4 * err[0] + 0.02 * closed
+
+
+def test_order_parameters_are_measured_from_the_weights(tmp_path):
+    params = RunParams(N=30, K=3, M=2, P=10, V=10, seeds=2, alpha_final=1.0, n_records=3)
+    tasks = initial_state(params)
+    sim = simulate(tasks, params, FAST)
+    J, B = tasks["J"].values, tasks["B"].values
+    np.testing.assert_allclose(
+        sim["R"].values[:, 0], np.einsum("ski,sni->skn", J, B) / 30, rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        sim["Q"].values[:, 0], np.einsum("ski,sli->skl", J, J) / 30, rtol=1e-12
+    )
+    np.testing.assert_allclose(sim["T"].values, tasks["T"].values, rtol=1e-12)
+    np.testing.assert_allclose(tasks["R0"].values, sim["R"].values[:, 0], rtol=1e-12)
+
+
+def test_netcdf_round_trip_keeps_values_and_attributes(tmp_path):
+    params = RunParams(N=20, K=2, M=2, P=5, V=5, seeds=2, alpha_final=0.5, n_records=3)
+    ds = simulate(initial_state(params), params, FAST)
+    path = write_netcdf(ds, tmp_path / "sim.nc")
+    back = open_dataset(path, stage="simulate")
+    xr.testing.assert_identical(ds, back)
+    assert back.attrs["param_eta_w"] == 9.0
+    assert "erf" in back.attrs["convention_activation"]
+    assert RunParams.from_dict(__import__("json").loads(back.attrs["params_json"])) == params
