@@ -47,6 +47,8 @@ def _resolve(args) -> tuple[RunParams, dict, dict]:
         theory = {**tsconfig.THEORY_DEFAULTS, **(cfg.get("theory") or {})}
     if getattr(args, "device", None):
         sim = {**sim, "device": args.device}
+    if getattr(args, "checkpoint_every", None) is not None:
+        sim = {**sim, "checkpoint_every": args.checkpoint_every}
     return params, sim, theory
 
 
@@ -68,7 +70,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("simulate", parents=[common, run_args], help="simulation stage")
     p.add_argument("--tasks", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--checkpoint", default=None, help="checkpoint file: resume from it if present")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="tasks between checkpoints")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
     p.add_argument("--threads", type=int, default=None)
     p = sub.add_parser("theory", parents=[common, run_args], help="ODE theory stage")

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from tsmeta.params import RunParams
-from tsmeta.simulate import SimSettings
+from tsmeta.simulate import SimSettings, resolve_sampler
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 THEORY_DEFAULTS = {
@@ -42,6 +42,7 @@ class Experiment:
     description: str = ""
     sim_settings: dict = field(default_factory=dict)
     theory_settings: dict = field(default_factory=dict)
+    theory_sweep: dict | None = None  # {"base": run params, "grid": ..., "levels": ...}
 
 
 @dataclass
@@ -139,12 +140,18 @@ def expand(config: dict) -> Plan:
             SimSettings.from_dict(sim)
         except ValueError as exc:
             raise ConfigError(f"config key 'experiments.{exp_name}.simulation': {exc}") from exc
-        for i, point in enumerate(_run_points(entry)):
+        stages = list(entry.get("stages", ["simulate", "theory"]))
+        points = _run_points(entry) if stages else []  # theory-sweep-only figures have no runs
+        for i, point in enumerate(points):
             values = _merge(defaults, entry.get("base"), point)
             try:
                 params = RunParams.from_dict(values)
             except (ValueError, TypeError) as exc:
                 raise ConfigError(f"config key 'experiments.{exp_name}' (run {i}): {exc}") from exc
+            try:
+                resolve_sampler(sim.get("sampler", "auto"), params.algorithm)
+            except ValueError as exc:
+                raise ConfigError(f"config key 'simulation.sampler' ({exp_name}): {exc}") from exc
             name = params.name()
             for table, value, what in (
                 (sim_settings, sim, "simulation"),
@@ -159,10 +166,21 @@ def expand(config: dict) -> Plan:
             runs[name] = params
             if name not in names:
                 names.append(name)
+        sweep = None
+        if entry.get("theory_sweep"):
+            sweep = dict(entry["theory_sweep"])
+            base = _merge(defaults, entry.get("base"), sweep.get("base"))
+            try:
+                RunParams.from_dict(base)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"config key 'experiments.{exp_name}.theory_sweep.base': {exc}") from exc
+            sweep["base"] = base
+            sweep.setdefault("levels", [0.01, 0.001])
         experiments[exp_name] = Experiment(
             name=exp_name,
             runs=names,
-            stages=list(entry.get("stages", ["simulate", "theory"])),
+            theory_sweep=sweep,
+            stages=stages,
             figure=dict(entry.get("figure") or {}),
             description=entry.get("description", ""),
             sim_settings=sim,

@@ -6,6 +6,7 @@ output atomically, and can run without Snakemake.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -61,10 +62,21 @@ def make_simulation(
 
 
 def make_theory(tasks_path, params: RunParams, settings: dict | None, out) -> Path:
+    """The FO-ANIL theory of a run; for ANIL, MAML, FO-MAML runs the FO-ANIL theory at the
+    same parameters (attribute `theory_algorithm`), which is what the paper compares with."""
+    from tsmeta.io import params_to_attrs
     from tsmeta.theory import theory_dataset
 
     tasks = _tasks_for(tasks_path, params)
-    return write_netcdf(theory_dataset(tasks, params, settings), out)
+    ds = theory_dataset(tasks, dataclasses.replace(params, algorithm="fo-anil"), settings)
+    ds.attrs.update(params_to_attrs(params), theory_algorithm="fo-anil")
+    return write_netcdf(ds, out)
+
+
+def make_sweep(sweep: dict, settings: dict | None, out) -> Path:
+    from tsmeta.theory.sweeps import run_sweep
+
+    return write_netcdf(run_sweep(sweep, settings), out)
 
 
 def deviations(sim: xr.Dataset, theory: xr.Dataset) -> xr.Dataset:
@@ -96,12 +108,17 @@ def make_comparison(experiment: str, sim_paths, theory_paths, out) -> Path:
     return write_netcdf(ds, out)
 
 
-def make_figure(experiment: str, options: dict, sim_paths, theory_paths, outputs) -> list[Path]:
+def make_figure(
+    experiment: str, options: dict, sim_paths, theory_paths, outputs, theories_nofv=(), sweep=None
+) -> list[Path]:
     from tsmeta import figures
 
     sims = [open_dataset(p, stage="simulate") for p in sim_paths]
     theories = [open_dataset(p, stage="theory") for p in theory_paths]
-    return figures.draw(experiment, options, sims, theories, outputs)
+    extra = {"theories_nofv": [open_dataset(p, stage="theory") for p in theories_nofv]}
+    if sweep is not None:
+        extra["sweep"] = open_dataset(sweep, stage="theory_sweep")
+    return figures.draw(experiment, options, sims, theories, outputs, extra)
 
 
 class log_to:

@@ -177,6 +177,7 @@ SchedulerParameters=sched_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 MpiDefault=none
+MailProg=/bin/true
 ReturnToService=2
 SlurmdParameters=config_overrides
 SlurmctldTimeout=30
@@ -188,10 +189,11 @@ PartitionName=tsmeta Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
 
 # --- 3. start the daemons -------------------------------------------------------------------------
-as_munge() { setpriv --reuid=munge --regid=munge --init-groups -- "$@"; }
-as_munge mungekey --create --keyfile="$STATE/munge/munge.key" >"$STATE/log/mungekey.log" 2>&1 ||
+# munged runs as user munge with a key of its own; setpriv execs it, so $! is munged itself
+AS_MUNGE=(setpriv --reuid=munge --regid=munge --init-groups --)
+"${AS_MUNGE[@]}" mungekey --create --keyfile="$STATE/munge/munge.key" >"$STATE/log/mungekey.log" 2>&1 ||
     skip "mungekey could not create a key ($(cat "$STATE/log/mungekey.log"))"
-as_munge munged --foreground --socket="$SOCKET" --key-file="$STATE/munge/munge.key" \
+"${AS_MUNGE[@]}" munged --foreground --socket="$SOCKET" --key-file="$STATE/munge/munge.key" \
     --pid-file="$STATE/munge/munged.pid" --log-file="$STATE/munge/munged.log" \
     --seed-file="$STATE/munge/munged.seed" >"$STATE/log/munged.log" 2>&1 &
 MUNGED_PID=$!

@@ -1,9 +1,11 @@
 rule figure:
-    """One paper figure: simulation and theory side by side."""
+    """One paper figure from its runs (simulation, theory) and its theory sweep."""
     input:
         sims=experiment_files("sim"),
         theories=experiment_files("theory"),
-        compare=f"{RESULTS}/experiments/{{experiment}}/compare.nc",
+        theories_nofv=experiment_files("theory_nofv"),
+        compare=compare_file,
+        sweep=sweep_file,
     output:
         png=report(
             f"{RESULTS}/figures/{{experiment}}.png",
@@ -17,5 +19,6 @@ rule figure:
         "../../envs/tsmeta.yaml"
     params:
         options=lambda wildcards: PLAN.experiments[wildcards.experiment].figure,
+        description=lambda wildcards: PLAN.experiments[wildcards.experiment].description,
     script:
         "../scripts/figure.py"

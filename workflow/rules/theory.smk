@@ -17,3 +17,37 @@ rule theory:
         settings=lambda wildcards: PLAN.theory_settings[wildcards.run],
     script:
         "../scripts/theory.py"
+
+
+use rule theory as theory_nofv with:
+    output:
+        f"{RESULTS}/runs/{{run}}/theory_nofv.nc",
+    log:
+        f"{RESULTS}/logs/theory_nofv/{{run}}.log",
+    params:
+        run=run_params,
+        settings=lambda wildcards: {
+            **PLAN.theory_settings[wildcards.run],
+            "finite_v": False,
+        },
+
+
+rule theory_sweep:
+    """Batched theory-only sweep of an experiment (phase diagrams, threshold searches)."""
+    output:
+        f"{RESULTS}/experiments/{{experiment}}/sweep.nc",
+    log:
+        f"{RESULTS}/logs/theory_sweep/{{experiment}}.log",
+    conda:
+        "../../envs/tsmeta.yaml"
+    threads: 1
+    resources:
+        runtime=60,
+        mem_mb=4000,
+    params:
+        sweep=lambda wildcards: PLAN.experiments[wildcards.experiment].theory_sweep,
+        settings=lambda wildcards: PLAN.experiments[
+            wildcards.experiment
+        ].theory_settings,
+    script:
+        "../scripts/sweep.py"

@@ -8,4 +8,6 @@ with log_to(sm.log[0]):
         sm.input.sims,
         sm.input.theories,
         [sm.output.png, sm.output.pdf],
+        theories_nofv=sm.input.theories_nofv,
+        sweep=sm.input.sweep[0] if sm.input.sweep else None,
     )

@@ -1,4 +1,4 @@
-"""Figures: simulation (mean and spread over seeds) next to the ODE theory.
+"""Dynamics figures: simulation (mean and spread over seeds) next to the ODE theory.
 
 Student units are relabelled per seed before averaging: units that end on the same teacher
 unit in different seeds carry different labels (the specialisation breaks the permutation
@@ -9,20 +9,13 @@ record of the simulation). The theory of that seed gets the same relabelling.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+import xarray as xr
+from scipy.optimize import linear_sum_assignment
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
-import xarray as xr  # noqa: E402
-from scipy.optimize import linear_sum_assignment  # noqa: E402
-
-from tsmeta.io import params_from_attrs  # noqa: E402
+from tsmeta.io import params_from_attrs
 
 
 def alignment(R_final: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +149,7 @@ def dynamics_row(axes, sim: xr.Dataset, theory: xr.Dataset | None, thresholds, x
     ax_r.set_title(_run_label(sim), fontsize=8, loc="left")
 
 
-def draw_dynamics(experiment, options, sims, theories):
+def draw_dynamics(experiment, options, sims, theories, extra=None):
     thresholds = options.get("thresholds", [0.01, 0.001])
     xscale = options.get("xscale", "log")
     n = len(sims)
@@ -169,33 +162,3 @@ def draw_dynamics(experiment, options, sims, theories):
              "units relabelled per seed (see docs)", fontsize=7, color="grey")  # fmt: skip
     fig.tight_layout(rect=(0, 0.02, 1, 0.97))
     return fig
-
-
-KINDS = {"dynamics": draw_dynamics}
-
-
-def save(fig, outputs) -> list[Path]:
-    """Save to every path (format from the suffix), each through a temporary file."""
-    written = []
-    for out in outputs:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, dpi=130)
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        written.append(out)
-    plt.close(fig)
-    return written
-
-
-def draw(experiment: str, options: dict, sims, theories, outputs) -> list[Path]:
-    sns.set_theme(context="paper", style="ticks")
-    kind = options.get("kind", "dynamics")
-    if kind not in KINDS:
-        raise ValueError(f"figure kind must be one of {sorted(KINDS)}, got {kind!r}")
-    return save(KINDS[kind](experiment, options, sims, theories), outputs)

@@ -1,0 +1,49 @@
+"""Figures of the paper, one `kind` each; `draw` dispatches on the figure's `kind` option.
+
+Every kind is a function (experiment, options, sims, theories, extra) -> matplotlib Figure,
+where sims/theories are the Datasets of the experiment's runs (in config order) and extra
+holds further inputs of the kind (e.g. a theory sweep).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from tsmeta.figures.dynamics import draw_dynamics  # noqa: E402
+
+KINDS = {"dynamics": draw_dynamics}
+
+
+def save(fig, outputs) -> list[Path]:
+    """Save to every path (format from the suffix), each through a temporary file."""
+    written = []
+    for out in outputs:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
+        os.close(fd)
+        try:
+            fig.savefig(tmp, dpi=130)
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        written.append(out)
+    plt.close(fig)
+    return written
+
+
+def draw(experiment: str, options: dict, sims, theories, outputs, extra=None) -> list[Path]:
+    sns.set_theme(context="paper", style="ticks")
+    kind = options.get("kind", "dynamics")
+    if kind not in KINDS:
+        raise ValueError(f"figure kind must be one of {sorted(KINDS)}, got {kind!r}")
+    return save(KINDS[kind](experiment, options, sims, theories, extra or {}), outputs)
