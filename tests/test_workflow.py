@@ -36,7 +36,7 @@ def finished_workflow(tmp_path_factory):
 def test_workflow_produces_data_and_figures(finished_workflow):
     results = finished_workflow / "results"
     runs = sorted((results / "runs").iterdir())
-    assert len(runs) == 2  # random and symmetric initial states
+    assert len(runs) == 3  # dynamics: random and symmetric initial states; variability: one
     for run in runs:
         sim = open_dataset(run / "sim.nc", stage="simulate")
         for name in ("R", "Q", "w0", "T", "eps_meta", "eps_meta_mc", "diverged"):
@@ -98,3 +98,61 @@ def test_command_line_runs_the_stages(tmp_path):
     bad = subprocess.run(bad_cmd, capture_output=True, text=True)
     assert bad.returncode == 2 and "K must be an integer >= 1" in bad.stderr
     assert not (tmp_path / "x.nc").exists()
+
+
+def _planned_jobs(output: str) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    jobs, rule = set(), None
+    for line in output.splitlines():
+        line = line.strip()
+        if line.startswith(("rule ", "localrule ")) and line.endswith(":"):
+            rule = line.split()[1].rstrip(":")
+            jobs.add((rule, ""))
+        elif line.startswith("wildcards:") and rule:
+            jobs.discard((rule, ""))
+            jobs.add((rule, line.removeprefix("wildcards:").strip()))
+    return jobs
+
+
+def _edited_config(tmp_path, edit) -> Path:
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    edit(config)
+    path = tmp_path / "edited.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.slow
+def test_editing_one_rate_reruns_only_that_experiment(finished_workflow, tmp_path):
+    def edit(config):
+        config["experiments"]["dynamics"]["base"]["eta_J"] = 2.5
+
+    out = snakemake(finished_workflow, "--dry-run", config=_edited_config(tmp_path, edit))
+    jobs = _planned_jobs(out.stdout)
+    assert jobs, out.stdout
+    for rule, wildcards in jobs:
+        if rule in ("tasks", "simulate", "theory"):
+            assert "eta_J~2.5" in wildcards, (rule, wildcards)
+        elif rule in ("compare", "figure"):
+            assert wildcards == "experiment=dynamics", (rule, wildcards)
+        else:
+            assert rule == "all", rule
+    assert {r for r, _ in jobs} >= {"tasks", "simulate", "theory", "compare", "figure"}
+
+
+@pytest.mark.slow
+def test_editing_a_plot_option_redraws_only_that_figure(finished_workflow, tmp_path):
+    def edit(config):
+        config["experiments"]["variability"]["figure"]["title"] = "a new title"
+
+    out = snakemake(finished_workflow, "--dry-run", config=_edited_config(tmp_path, edit))
+    jobs = _planned_jobs(out.stdout) - {("all", "")}
+    assert jobs == {("figure", "experiment=variability")}, out.stdout
+
+
+@pytest.mark.slow
+def test_report_contains_every_figure(finished_workflow):
+    snakemake(finished_workflow, "--report", "report.html")
+    html = (finished_workflow / "report.html").read_text(errors="replace")
+    for name in yaml.safe_load(TEST_CONFIG.read_text())["experiments"]:
+        assert f"{name}.png" in html

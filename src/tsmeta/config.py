@@ -114,6 +114,16 @@ def _merge(*dicts) -> dict:
     return out
 
 
+def _canonical(value):
+    """Dicts with sorted keys, recursively: Snakemake compares params by their repr, so the
+    key order of a YAML file must not decide whether a job reruns."""
+    if isinstance(value, dict):
+        return {k: _canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
 def _run_points(entry: dict) -> list[dict]:
     sweep = entry.get("sweep") or {}
     keys = sorted(sweep)
@@ -134,8 +144,8 @@ def expand(config: dict) -> Plan:
     experiments: dict[str, Experiment] = {}
     for exp_name, entry in (config.get("experiments") or {}).items():
         names = []
-        sim = _merge(sim_global, entry.get("simulation"))
-        theory = _merge(theory_global, entry.get("theory"))
+        sim = _canonical(_merge(sim_global, entry.get("simulation")))
+        theory = _canonical(_merge(theory_global, entry.get("theory")))
         try:
             SimSettings.from_dict(sim)
         except ValueError as exc:
@@ -176,12 +186,13 @@ def expand(config: dict) -> Plan:
                 raise ConfigError(f"config key 'experiments.{exp_name}.theory_sweep.base': {exc}") from exc
             sweep["base"] = base
             sweep.setdefault("levels", [0.01, 0.001])
+            sweep = _canonical(sweep)
         experiments[exp_name] = Experiment(
             name=exp_name,
             runs=names,
             theory_sweep=sweep,
             stages=stages,
-            figure=dict(entry.get("figure") or {}),
+            figure=_canonical(dict(entry.get("figure") or {})),
             description=entry.get("description", ""),
             sim_settings=sim,
             theory_settings=theory,

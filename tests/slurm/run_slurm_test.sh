@@ -20,6 +20,7 @@
 #              TSMETA_SLURM_PORT     first port to try for slurmctld (default 16817; slurmd +1)
 #              TSMETA_SLURM_KEEP=1   keep the temp dir (it is always kept on failure)
 #              PYTHON                Python with xarray and PyYAML (default: python3)
+# shellcheck disable=SC2317  # cleanup and the functions it calls run from the EXIT trap
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -134,16 +135,30 @@ for ((i = 0; i < 20; i++)); do
     port_free "$PORT" && port_free $((PORT + 1)) && break
     PORT=$((PORT + 10))
 done
-port_free "$PORT" && port_free $((PORT + 1)) || skip "no free port pair for slurmctld/slurmd"
+if ! port_free "$PORT" || ! port_free $((PORT + 1)); then
+    skip "no free port pair for slurmctld/slurmd"
+fi
 
 # SLURM commands read $SLURM_CONF, but the plugin's job step (snakemake-executor-plugin-slurm-jobstep
 # 0.6) drops every SLURM_* variable except the job's ids before it calls srun inside the job, so
 # srun only finds the default /etc/slurm/slurm.conf: link that to ours (removed again on exit) and
 # never touch a machine that already has a SLURM configured.
 ETC_CONF=/etc/slurm/slurm.conf
-[[ -e $ETC_CONF || -L $ETC_CONF ]] && skip "$ETC_CONF exists: this machine has a SLURM of its own"
+if [[ -L $ETC_CONF && $(readlink "$ETC_CONF") == /tmp/tsmeta-slurm.*/slurm.conf ]]; then
+    # left by a run of this script that was killed: stale unless that run's slurmctld still lives
+    old_pid=$(cat "$(dirname "$(readlink "$ETC_CONF")")/slurmctld.pid" 2>/dev/null)
+    if [[ -z $old_pid ]] || ! kill -0 "$old_pid" 2>/dev/null; then
+        say "removing the stale $ETC_CONF -> $(readlink "$ETC_CONF") of an earlier run"
+        rm -f "$ETC_CONF"
+    fi
+fi
+if [[ -e $ETC_CONF || -L $ETC_CONF ]]; then
+    skip "$ETC_CONF exists: this machine has a SLURM of its own (or another run of this test)"
+fi
 export SLURM_CONF=$STATE/slurm.conf
-mkdir -p /etc/slurm && ln -s "$SLURM_CONF" "$ETC_CONF" || skip "cannot link $ETC_CONF"
+if ! mkdir -p /etc/slurm || ! ln -s "$SLURM_CONF" "$ETC_CONF"; then
+    skip "cannot link $ETC_CONF to $SLURM_CONF"
+fi
 ETC_LINK=$ETC_CONF
 cat >"$SLURM_CONF" <<EOF
 # one-node test cluster written by tests/slurm/run_slurm_test.sh

@@ -12,6 +12,10 @@ rule simulate:
     resources:
         runtime=120,
         mem_mb=4000,
+        # one GPU through the SLURM plugin's `gpu` resource when the run asks for CUDA
+        gpu=lambda wildcards: int(
+            PLAN.sim_settings[wildcards.run].get("device") == "cuda"
+        ),
     params:
         run=run_params,
         settings=lambda wildcards: PLAN.sim_settings[wildcards.run],
