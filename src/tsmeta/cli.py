@@ -65,6 +65,7 @@ def main(argv=None) -> int:
                           help="run parameter, on top of the config's defaults")  # fmt: skip
     sub.add_parser("runs", parents=[common], help="list runs and experiments")
     sub.add_parser("validate", parents=[common], help="validate a config file")
+    sub.add_parser("schema-doc", help="print the config keys as markdown tables")
     p = sub.add_parser("tasks", parents=[common, run_args], help="task-generation stage")
     p.add_argument("--out", required=True)
     p = sub.add_parser("simulate", parents=[common, run_args], help="simulation stage")
@@ -84,6 +85,8 @@ def main(argv=None) -> int:
         if args.command == "validate":
             tsconfig.validate(tsconfig.load(args.config))
             print(f"{args.config}: valid")
+        elif args.command == "schema-doc":
+            print(tsconfig.schema_markdown())
         elif args.command == "runs":
             cfg = tsconfig.load(args.config)
             tsconfig.validate(cfg)

@@ -132,6 +132,25 @@ def _run_points(entry: dict) -> list[dict]:
     return [_merge(point, run) for point in product or [{}] for run in explicit]
 
 
+def schema_markdown(schema_path: str | Path = SCHEMA_PATH) -> str:
+    """Tables of every key of the schema's sections (config/README.md embeds them)."""
+    schema = load(schema_path)
+    bounds = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+    lines = []
+    for section in ("run_params", "simulation", "theory", "theory_sweep"):
+        lines += [f"### `{section}`", "", "| key | allowed | default | description |"]
+        lines += ["| --- | --- | --- | --- |"]
+        for key, spec in schema["$defs"][section]["properties"].items():
+            allowed = spec.get("enum") or spec.get("type") or "see schema"
+            allowed = " / ".join(map(str, allowed)) if isinstance(allowed, list) else allowed
+            allowed += "".join(f" {op}{spec[b]}" for b, op in bounds.items() if b in spec)
+            default = f"`{spec['default']}`" if "default" in spec else "required"
+            text = " ".join(str(spec.get("description", "")).split())
+            lines.append(f"| `{key}` | {allowed} | {default} | {text} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def expand(config: dict) -> Plan:
     """Every run of every experiment, deduplicated by its full parameter set."""
     config = copy.deepcopy(config)
