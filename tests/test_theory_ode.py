@@ -134,7 +134,7 @@ def test_rhs_terms_and_eps_against_monte_carlo(K, M, gamma, steps, u_mean, noise
     R, Q, T = J @ B.T, J @ J.T, B @ B.T
     theory = rhs_terms(R, Q, T, w0, p)
     theory["eps_meta"] = eps_meta_closed_form(R, Q, T, w0, p)
-    mc = monte_carlo_rhs(J, B, Bt, w0, p, n_inner=4_000_000, n_outer=1_000_000, seed=7)
+    mc = monte_carlo_rhs(J, B, Bt, w0, p, n_inner=2_000_000, n_outer=600_000, seed=7)
     for key, value in theory.items():
         mean, se = mc[key]
         z_score = np.abs(value - mean) / (se + 1e-14)

@@ -18,15 +18,10 @@ import yaml
 
 from tsmeta.params import RunParams
 from tsmeta.simulate import SimSettings, resolve_sampler
+from tsmeta.theory.ode import DEFAULT_SETTINGS as THEORY_DEFAULT_SETTINGS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
-THEORY_DEFAULTS = {
-    "method": "RK45",
-    "rtol": 1e-8,
-    "atol": 1e-10,
-    "finite_v": True,
-    "fixed_step": None,
-}
+THEORY_DEFAULTS = dict(THEORY_DEFAULT_SETTINGS)
 
 
 class ConfigError(ValueError):

@@ -19,6 +19,7 @@ from scipy.optimize import brentq
 from tsmeta.params import RunParams
 from tsmeta.theory.closed_form import (
     Physics,
+    _b,
     eps_meta_closed_form,
     field_covariance,
     head_from_i2,
@@ -28,13 +29,14 @@ from tsmeta.theory.integrals import I2, I3, I4, J2
 
 BOUND = 1e6  # a state entry beyond this is divergence
 PSD_TOL = 1e-6  # relative tolerance on the smallest eigenvalue of the (J, B) Gram matrix
-DEFAULT_MAX_RHS_EVALS = 2_000_000  # guards against a runaway stiff member stalling a sweep
+DEFAULT_MAX_RHS_EVALS = 500_000  # a normal run to alpha = 450 needs ~2e3-3e4 (RK45)
 DEFAULT_SETTINGS = {
     "method": "RK45",
     "rtol": 1e-8,
     "atol": 1e-10,
     "finite_v": True,
     "fixed_step": None,
+    "max_rhs_evals": DEFAULT_MAX_RHS_EVALS,  # runaway stiff member: stop, flag as stalled
 }
 
 
@@ -45,11 +47,6 @@ def _require_fo_anil(params) -> None:
     for p in plist:
         if isinstance(p, RunParams) and p.algorithm != "fo-anil":
             raise ValueError(f"the ODE theory covers FO-ANIL only, got algorithm={p.algorithm!r}")
-
-
-def _b(x, n: int) -> np.ndarray:
-    x = np.asarray(x, dtype=float)
-    return x.reshape(x.shape + (1,) * n)
 
 
 # --- right-hand side ----------------------------------------------------------------------
@@ -228,7 +225,7 @@ def _adaptive(run: _Run, phys, finite_v, method, rtol, atol, budget):
                 break
             try:
                 solver.step()
-            except (ArithmeticError, ValueError, np.linalg.LinAlgError):
+            except (ArithmeticError, ValueError, RuntimeError, np.linalg.LinAlgError):
                 solver.status = "failed"
             if solver.status == "failed":
                 run.stop(idx, solver.t, stalled=True)
@@ -241,7 +238,10 @@ def _adaptive(run: _Run, phys, finite_v, method, rtol, atol, budget):
                 run.state[idx], run.t = y_new, solver.t
                 continue
             # locate the exit on the step's interpolant, record up to it, restart without it
-            t_exit = brentq(_edge(system, interp), solver.t_old, solver.t, xtol=1e-13)
+            try:
+                t_exit = brentq(_edge(system, interp), solver.t_old, solver.t, xtol=1e-13)
+            except ValueError:  # no clean sign change (NaN on the interpolant): the step end
+                t_exit = solver.t
             y_exit = interp(t_exit)
             run.record_until(idx, t_exit, y_exit, interp)
             run.leave(idx, t_exit, y_exit, system.margins(y_exit))
@@ -377,7 +377,8 @@ _VAR_ATTRS = {
     "diverged": (
         "1 where the run left the valid domain (non-finite or exploding)",
         "1",
-        "non-finite, |entry| > 1e6, or the (J, B) Gram matrix not positive semidefinite; "
+        "non-finite, |entry| > 1e6, or the (J, B) Gram matrix not positive semidefinite, "
+        "or the solver failed or ran out of evaluations (attribute stalled_seeds); "
         "later records are NaN",
     ),
     "alpha_diverged": (
@@ -414,6 +415,7 @@ def theory_dataset(tasks: xr.Dataset, params: RunParams, settings: dict | None =
         atol=st["atol"],
         finite_v=bool(st["finite_v"]),
         fixed_step=st["fixed_step"],
+        max_rhs_evals=int(st["max_rhs_evals"]),
     )
     wall = time.perf_counter() - start
     seeds = tasks["seed"].values
@@ -443,6 +445,7 @@ def theory_dataset(tasks: xr.Dataset, params: RunParams, settings: dict | None =
         atol=float(st["atol"]),
         finite_v=int(fv),
         fixed_step="none" if st["fixed_step"] is None else float(st["fixed_step"]),
+        max_rhs_evals=int(st["max_rhs_evals"]),
         terms_included=(
             "first order in eta_J: dR, dQ, dw0; "
             + (
