@@ -16,6 +16,7 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parent / "slurm" / "run_slurm_test.sh"
 PASS, FAIL, SKIP = 0, 1, 77
+TIMEOUT_S = 1800
 
 
 def skip_message(output: str) -> str:
@@ -31,18 +32,23 @@ def test_workflow_on_a_real_slurm():
             "installs slurm-wlm/munge and starts SLURM daemons as root; enable with "
             "TSMETA_SLURM_TEST=1 python -m pytest -m slurm tests/test_slurm.py"
         )
-    result = subprocess.run(
+    with subprocess.Popen(
         ["bash", str(SCRIPT)],
-        capture_output=True,
-        text=True,
-        timeout=1800,
         stdin=subprocess.DEVNULL,
-    )
-    output = result.stdout + result.stderr
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as script:
+        try:
+            output, _ = script.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            script.terminate()  # the script's trap stops its jobs and the daemons it started
+            output, _ = script.communicate(timeout=120)
+            pytest.fail(f"{SCRIPT.name} took more than {TIMEOUT_S} s:\n{output[-8000:]}")
     print(output)  # shown by pytest -s, and on failure
-    if result.returncode == SKIP:
+    if script.returncode == SKIP:
         pytest.skip(skip_message(output))
-    assert result.returncode == PASS, (
-        f"{SCRIPT.name} exited {result.returncode} (0 pass, 1 fail, 77 skip):\n{output[-8000:]}"
+    assert script.returncode == PASS, (
+        f"{SCRIPT.name} exited {script.returncode} (0 pass, 1 fail, 77 skip):\n{output[-8000:]}"
     )
     assert "SUMMARY: PASS" in output

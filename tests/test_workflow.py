@@ -36,7 +36,7 @@ def finished_workflow(tmp_path_factory):
 def test_workflow_produces_data_and_figures(finished_workflow):
     results = finished_workflow / "results"
     runs = sorted((results / "runs").iterdir())
-    assert len(runs) == 3  # dynamics: random and symmetric initial states; variability: one
+    assert len(runs) >= 3
     for run in runs:
         sim = open_dataset(run / "sim.nc", stage="simulate")
         for name in ("R", "Q", "w0", "T", "eps_meta", "eps_meta_mc", "diverged"):

@@ -5,7 +5,8 @@
 #
 #  1. installs Debian's slurm-wlm and munge with apt-get if their programs are missing;
 #  2. writes a private cluster under a temp dir: its own munge key and socket, a slurm.conf with
-#     its own ports (SLURM_CONF points to it; nothing under /etc is changed), no slurmdbd;
+#     its own ports and no slurmdbd (SLURM_CONF points to it, and so does a link
+#     /etc/slurm/slurm.conf for as long as the test runs; it skips if that file exists already);
 #  3. starts munged (as user munge), slurmctld and slurmd and waits until the node is idle;
 #  4. runs the tiny config with --workflow-profile profiles/slurm (plus the overrides a local test
 #     needs: no account, squeue status, fast polling) in one temp dir;
@@ -16,22 +17,22 @@
 #  7. stops exactly the daemons it started (trap on EXIT), also on failure or Ctrl-C.
 #
 # Exit status: 0 pass, 1 fail, 77 skip ("SKIP: ..." when SLURM cannot be installed or started).
-# Environment: TSMETA_SLURM_CONFIG   config to run (default: config/test.yaml)
+# Environment: TSMETA_SLURM_CONFIG   config to run (default: config/slurm_test.yaml)
 #              TSMETA_SLURM_PORT     first port to try for slurmctld (default 16817; slurmd +1)
 #              TSMETA_SLURM_KEEP=1   keep the temp dir (it is always kept on failure)
-#              PYTHON                Python with xarray and PyYAML (default: python3)
+#              PYTHON                Python with xarray (default: python3)
 # shellcheck disable=SC2317  # cleanup and the functions it calls run from the EXIT trap
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-CONFIG=${TSMETA_SLURM_CONFIG:-$REPO/config/test.yaml}
+CONFIG=${TSMETA_SLURM_CONFIG:-$REPO/config/slurm_test.yaml}
 PYTHON=${PYTHON:-python3}
 EXPECTED_RULES="tasks simulate theory compare figure"
 export PATH="$PATH:/usr/sbin:/sbin"
 T0=$SECONDS
 
 STATE="" SLURM_CONF="" ETC_LINK=""
-MUNGED_PID="" CTLD_PID="" SLURMD_PID=""
+MUNGED_PID="" CTLD_PID="" SLURMD_PID="" CHILD_PID=""
 
 say() { printf '[slurm-test %3ds] %s\n' $((SECONDS - T0)) "$*"; }
 skip() { echo "SKIP: $*"; exit 77; }
@@ -46,32 +47,72 @@ show_logs() {
     done
 }
 
-stop_pid() {  # stop_pid NAME PID: TERM, then KILL after 10 s; only our own children
-    local name=$1 pid=$2 i
+stop_pid() {  # stop_pid NAME PID [SIGNAL [SECONDS]]: SIGNAL (TERM), KILL after SECONDS (10)
+    local name=$1 pid=$2 signal=${3:-TERM} seconds=${4:-10} i
     [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null
-    for ((i = 0; i < 50; i++)); do
+    kill -"$signal" "$pid" 2>/dev/null
+    for ((i = 0; i < seconds * 5; i++)); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.2
     done
     if kill -0 "$pid" 2>/dev/null; then
-        say "$name ($pid) did not stop on TERM; killing it"
+        say "$name ($pid) did not stop on $signal within ${seconds}s; killing it"
         kill -KILL "$pid" 2>/dev/null
     fi
     wait "$pid" 2>/dev/null
     say "stopped $name (pid $pid)"
 }
 
+run_logged() {  # run_logged LOG CMD...: at most 15 min; in the background, so a signal reaches the trap
+    local log=$1 deadline=$((SECONDS + 900)) rc
+    shift
+    "$@" >"$log" 2>&1 &
+    CHILD_PID=$!
+    while kill -0 "$CHILD_PID" 2>/dev/null; do
+        if ((SECONDS > deadline)); then
+            say "$1 still running after 15 min: stopping it"
+            stop_pid "$1" "$CHILD_PID" TERM 5
+            CHILD_PID=""
+            return 124
+        fi
+        sleep 1
+    done
+    wait "$CHILD_PID"
+    rc=$?
+    CHILD_PID=""
+    return "$rc"
+}
+
+stop_job_leftovers() {  # processes of our SLURM jobs that outlived their job (proctrack/linuxproc
+    # loses track of some): exactly those of a SLURM job whose working directory is our work dir
+    local proc pid cwd
+    [[ -n $STATE && -d $STATE/work ]] || return 0
+    for proc in /proc/[0-9]*; do
+        pid=${proc#/proc/}
+        cwd=$(readlink "$proc/cwd" 2>/dev/null) || continue
+        [[ $cwd == "$STATE/work"/* ]] || continue
+        tr '\0' '\n' <"$proc/environ" 2>/dev/null | grep -q '^SLURM_JOB_ID=' || continue
+        stop_pid "job process $(tr '\0' ' ' <"$proc/cmdline" 2>/dev/null | cut -c1-60)" "$pid" TERM 3
+    done
+}
+
 cleanup() {
-    local rc=$?
+    local rc=$? i
     trap - EXIT INT TERM
+    # interrupted: stop Snakemake (on SIGTERM it would wait for its jobs, so it gets 5 s), then
+    # cancel what is left of its SLURM jobs while the daemons are still up
+    stop_pid snakemake "$CHILD_PID" TERM 5
     if [[ -n $CTLD_PID ]] && kill -0 "$CTLD_PID" 2>/dev/null; then
-        # cancel whatever is left of our jobs (an interrupted run) before the daemons go
-        squeue -h -o %i 2>/dev/null | xargs -r scancel 2>/dev/null
+        squeue -h -t PD,R,S,CG -o %i 2>/dev/null | xargs -r scancel 2>/dev/null
+        for ((i = 0; i < 75; i++)); do
+            [[ -z $(squeue -h -t PD,R,S,CG -o %i 2>/dev/null) ]] && break
+            sleep 0.2
+        done
     fi
     stop_pid slurmd "$SLURMD_PID"
     stop_pid slurmctld "$CTLD_PID"
     stop_pid munged "$MUNGED_PID"
+    stop_job_leftovers
     # remove /etc/slurm/slurm.conf only if it is still the link this script made
     if [[ -n $ETC_LINK && -L $ETC_LINK && $(readlink "$ETC_LINK") == "$SLURM_CONF" ]]; then
         rm -f "$ETC_LINK"
@@ -94,7 +135,7 @@ trap 'exit 1' INT TERM
 # --- 1. SLURM and munge installed? -----------------------------------------------------------
 [[ $(id -u) -eq 0 ]] || skip "needs root (it installs packages and starts munged, slurmctld and slurmd)"
 command -v snakemake >/dev/null || fail "snakemake is not on PATH"
-"$PYTHON" -c "import xarray, yaml" 2>/dev/null || fail "$PYTHON cannot import xarray and yaml"
+"$PYTHON" -c "import xarray" 2>/dev/null || fail "$PYTHON cannot import xarray"
 
 have_all() {
     local b
@@ -146,8 +187,7 @@ fi
 ETC_CONF=/etc/slurm/slurm.conf
 if [[ -L $ETC_CONF && $(readlink "$ETC_CONF") == /tmp/tsmeta-slurm.*/slurm.conf ]]; then
     # left by a run of this script that was killed: stale unless that run's slurmctld still lives
-    old_pid=$(cat "$(dirname "$(readlink "$ETC_CONF")")/slurmctld.pid" 2>/dev/null)
-    if [[ -z $old_pid ]] || ! kill -0 "$old_pid" 2>/dev/null; then
+    if ! pgrep -f -- "slurmctld -D -i -f $(readlink "$ETC_CONF")" >/dev/null; then
         say "removing the stale $ETC_CONF -> $(readlink "$ETC_CONF") of an earlier run"
         rm -f "$ETC_CONF"
     fi
@@ -245,29 +285,13 @@ done
 say "slurmd up (pid $SLURMD_PID), node $NODE idle: $CPUS CPUs, partition tsmeta"
 
 # --- 4. the workflow on SLURM ----------------------------------------------------------------
-# The config with its top-level defaults/simulation/theory written into every experiment as
-# well: the same runs, whatever the schema fills into each experiment (see docs/slurm.md).
-RUN_CONFIG=$STATE/config.yaml
-"$PYTHON" - "$CONFIG" "$RUN_CONFIG" <<'EOF' || fail "cannot read $CONFIG"
-import sys
-
-import yaml
-
-config = yaml.safe_load(open(sys.argv[1]))
-for experiment in (config.get("experiments") or {}).values():
-    experiment["base"] = {**(config.get("defaults") or {}), **(experiment.get("base") or {})}
-    for key in ("simulation", "theory"):
-        if config.get(key) or experiment.get(key):
-            experiment[key] = {**(config.get(key) or {}), **(experiment.get(key) or {})}
-yaml.safe_dump(config, open(sys.argv[2], "w"), sort_keys=False)
-EOF
-
 SLURM_DIR=$STATE/work/slurm
 LOCAL_DIR=$STATE/work/local
 SLURM_LOGS=$STATE/slurm_logs
 say "workflow on SLURM: snakemake --workflow-profile profiles/slurm in $SLURM_DIR"
 t_slurm=$SECONDS
-timeout 900 snakemake -s "$REPO/Snakefile" --configfile "$RUN_CONFIG" --directory "$SLURM_DIR" \
+run_logged "$STATE/log/snakemake-slurm.log" \
+    snakemake -s "$REPO/Snakefile" --configfile "$CONFIG" --directory "$SLURM_DIR" \
     --workflow-profile "$REPO/profiles/slurm" \
     --slurm-no-account \
     --slurm-status-command squeue \
@@ -276,8 +300,7 @@ timeout 900 snakemake -s "$REPO/Snakefile" --configfile "$RUN_CONFIG" --director
     --max-status-checks-per-second 5 \
     --slurm-logdir "$SLURM_LOGS" \
     --slurm-keep-successful-logs \
-    --restart-times 0 \
-    >"$STATE/log/snakemake-slurm.log" 2>&1 ||
+    --restart-times 0 ||
     fail "the workflow failed under SLURM (log: $STATE/log/snakemake-slurm.log)"
 t_slurm=$((SECONDS - t_slurm))
 say "SLURM run done in ${t_slurm}s"
@@ -347,8 +370,9 @@ EOF
 # --- 6. the same config locally, same outputs? ------------------------------------------------
 say "same config locally (profiles/default) in $LOCAL_DIR"
 t_local=$SECONDS
-timeout 900 snakemake -s "$REPO/Snakefile" --configfile "$RUN_CONFIG" --directory "$LOCAL_DIR" \
-    --cores "$CPUS" >"$STATE/log/snakemake-local.log" 2>&1 ||
+run_logged "$STATE/log/snakemake-local.log" \
+    snakemake -s "$REPO/Snakefile" --configfile "$CONFIG" --directory "$LOCAL_DIR" \
+    --cores "$CPUS" ||
     fail "the local run failed (log: $STATE/log/snakemake-local.log)"
 t_local=$((SECONDS - t_local))
 say "local run done in ${t_local}s"

@@ -18,8 +18,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from tsmeta.figures.dynamics import draw_dynamics  # noqa: E402
+from tsmeta.figures.families import (  # noqa: E402
+    draw_algorithms,
+    draw_finite_data,
+    draw_finite_size,
+    draw_overparameterization,
+    draw_variability,
+)
 
-KINDS = {"dynamics": draw_dynamics}
+KINDS = {
+    "dynamics": draw_dynamics,
+    "overparameterization": draw_overparameterization,
+    "variability": draw_variability,
+    "algorithms": draw_algorithms,
+    "finite_size": draw_finite_size,
+    "finite_data": draw_finite_data,
+}
 
 
 def save(fig, outputs) -> list[Path]:

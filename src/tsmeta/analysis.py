@@ -1,0 +1,274 @@
+"""Analysis behind the paper figures: small named functions of arrays and Datasets, no plotting.
+
+Conventions (shared with `tsmeta.figures`): a simulation or theory Dataset has R (seed, alpha,
+k, n), Q (seed, alpha, k, l), eps_meta (seed, alpha) and diverged (seed); records of a
+diverged seed are NaN from its divergence on, so every reduction here ignores NaN.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import Counter
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import numpy as np
+import xarray as xr
+
+# --- arrangement of the student units on the teacher units --------------------------------
+
+
+class Arrangement(NamedTuple):
+    """Which student units sit on which teacher units.
+
+    counts: number of student units on each teacher unit n (length M, in teacher order);
+    off: number of student units switched off (on no teacher unit);
+    assignment: per student unit k, the teacher unit it sits on, or -1 when off;
+    label: readable summary, e.g. "1-1-1", "2-1-1", "2-2-2", "1-1-0, one unit off".
+    """
+
+    counts: tuple[int, ...]
+    off: int
+    assignment: tuple[int, ...]
+    label: str
+
+
+_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+
+
+def arrangement(
+    R_final: np.ndarray, threshold: float = 0.5, Q_final: np.ndarray | None = None
+) -> Arrangement:
+    """Classify the final state: which student units share or own which teacher units.
+
+    R_final (K, M) is the student-teacher overlap at the end of a trajectory; Q_final (K, K),
+    if given, is the student-student overlap. The overlap of unit k with teacher n is
+    |R_kn| / sqrt(Q_kk) when Q_final is given (the cosine of the angle between J_k and B_n
+    for T = I, blind to the norm of J_k), |R_kn| otherwise. Unit k sits on the teacher unit
+    of its largest overlap if that overlap is >= threshold; otherwise (or if its norm
+    sqrt(Q_kk) is below threshold, or it is not finite) the unit is switched off.
+
+    The label lists the counts per teacher unit in decreasing order ("2-1-1": one teacher
+    unit carried by two student units, the others by one each), followed by the number of
+    units switched off if any ("1-1-1, one unit off").
+    """
+    R = np.asarray(R_final, dtype=float)
+    if R.ndim != 2:
+        raise ValueError(f"R_final must be a (K, M) matrix, got shape {R.shape}")
+    K, M = R.shape
+    overlap = np.abs(R)
+    norm_ok = np.ones(K, dtype=bool)
+    if Q_final is not None:
+        Q = np.asarray(Q_final, dtype=float)
+        if Q.shape != (K, K):
+            raise ValueError(f"Q_final must be ({K}, {K}) to match R_final, got {Q.shape}")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            norm = np.sqrt(np.diag(Q))
+            overlap = overlap / norm[:, None]
+        norm_ok = np.isfinite(norm) & (norm >= threshold)
+    assignment = []
+    for k in range(K):
+        row = overlap[k]
+        if not norm_ok[k] or not np.all(np.isfinite(row)) or row.max() < threshold:
+            assignment.append(-1)
+        else:
+            assignment.append(int(np.argmax(row)))
+    counts = tuple(int(sum(1 for a in assignment if a == n)) for n in range(M))
+    off = int(sum(1 for a in assignment if a < 0))
+    label = "-".join(str(c) for c in sorted(counts, reverse=True))
+    if off:
+        label += f", {_WORDS.get(off, str(off))} unit{'s' if off > 1 else ''} off"
+    return Arrangement(counts, off, tuple(assignment), label)
+
+
+def run_arrangements(sim: xr.Dataset, threshold: float = 0.5) -> Counter:
+    """Arrangement label of each seed at its last finite record (diverged seeds: "diverged")."""
+    labels = Counter()
+    for i in range(sim.sizes["seed"]):
+        R, Q = sim["R"].values[i], sim["Q"].values[i]
+        finite = np.flatnonzero(np.isfinite(R).all(axis=(1, 2)) & np.isfinite(Q).all(axis=(1, 2)))
+        diverged = "diverged" in sim and bool(sim["diverged"].values[i])
+        if diverged or not len(finite):
+            labels["diverged"] += 1
+            continue
+        last = finite[-1]
+        labels[arrangement(R[last], threshold, Q[last]).label] += 1
+    return labels
+
+
+# --- error floor and stages ----------------------------------------------------------------
+
+
+def error_floor(eps, alpha, window: float = 0.2) -> np.ndarray | float:
+    """Mean of eps over the last part of the trajectory: alpha >= (1 - window) * alpha_max.
+
+    eps (..., A) on the grid alpha (A,); NaN records (diverged) are ignored. Returns the
+    mean over the window along the last axis (a float for 1-d eps; NaN where a trajectory
+    has no finite record in the window). window is a fraction of the alpha range, in (0, 1].
+    """
+    if not 0 < window <= 1:
+        raise ValueError(f"window must be in (0, 1], got {window!r}")
+    eps = np.asarray(eps, dtype=float)
+    alpha = np.asarray(alpha, dtype=float)
+    if eps.shape[-1] != alpha.shape[0]:
+        raise ValueError(f"eps has {eps.shape[-1]} records but alpha has {alpha.shape[0]}")
+    start = alpha[0] + (1.0 - window) * (alpha[-1] - alpha[0])
+    inside = alpha >= start
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        floor = np.nanmean(eps[..., inside], axis=-1)
+    return float(floor) if np.ndim(floor) == 0 else floor
+
+
+def first_crossings(eps, alpha, level: float) -> np.ndarray:
+    """Per trajectory (eps (..., A)), the first alpha where eps < level (NaN if never)."""
+    eps = np.asarray(eps, dtype=float)
+    alpha = np.asarray(alpha, dtype=float)
+    below = eps < level  # NaN compares False: a diverged record never counts as a crossing
+    hit = below.any(axis=-1)
+    first = np.argmax(below, axis=-1)
+    return np.where(hit, alpha[first], np.nan)
+
+
+def first_stage_end(theory_eps, alpha, level: float = 0.01) -> float:
+    """Alpha where the theory's eps_meta first falls below level: the end of the first stage.
+
+    theory_eps is one trajectory (A,) or several (..., A) (e.g. one per seed); for several,
+    the earliest crossing is returned, so that the window it defines is in the first stage
+    for every trajectory. NaN if no trajectory reaches the level.
+    """
+    crossings = first_crossings(theory_eps, alpha, level)
+    if np.all(np.isnan(crossings)):
+        return float("nan")
+    return float(np.nanmin(crossings))
+
+
+# --- simulation against theory --------------------------------------------------------------
+
+
+def _common(sim: xr.Dataset, theory: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
+    seeds = np.intersect1d(sim["seed"].values, theory["seed"].values)
+    alphas = np.intersect1d(sim["alpha"].values, theory["alpha"].values)
+    if not len(seeds) or not len(alphas):
+        raise ValueError("simulation and theory share no seed or no alpha record")
+    sel = {"seed": seeds, "alpha": alphas}
+    return sim.sel(sel), theory.sel(sel)
+
+
+def _rms(diff: np.ndarray) -> float:
+    diff = np.asarray(diff, dtype=float)
+    finite = np.isfinite(diff)
+    if not finite.any():
+        return float("nan")
+    return float(np.sqrt(np.mean(diff[finite] ** 2)))
+
+
+def stage_deviation(
+    sim: xr.Dataset, theory: xr.Dataset, level: float = 0.01, alpha_end: float | None = None
+) -> dict:
+    """RMS of simulation minus theory on the first stage, for R, Q and log10 eps_meta.
+
+    The first stage is 0 < alpha <= first_stage_end(theory eps_meta, level) (the whole run
+    if the theory never reaches the level; alpha = 0 is left out, where both start from the
+    same overlaps); `alpha_end`, if given, replaces that end (e.g. to compare two theory
+    variants on the same window). Student units are relabelled per seed
+    (figures.dynamics.align_pair, the same permutation and signs for the simulation and its
+    theory; the RMS does not depend on it). The RMS runs over seeds,
+    alphas and matrix entries; non-finite entries (diverged seeds) are left out.
+    Returns {"R", "Q", "log_eps", "alpha_end", "n_records"}.
+    """
+    from tsmeta.figures.dynamics import align_pair
+
+    sim, theory = _common(sim, theory)
+    sim, theory = align_pair(sim, theory)
+    alpha = sim["alpha"].values
+    if alpha_end is None:
+        alpha_end = first_stage_end(theory["eps_meta"].values, alpha, level)
+    end = float(alpha_end)
+    window = (alpha > 0) & (alpha <= (end if np.isfinite(end) else alpha[-1]))
+    out = {"alpha_end": end, "n_records": int(window.sum())}
+    for name in ("R", "Q"):
+        out[name] = _rms(sim[name].values[:, window] - theory[name].values[:, window])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_diff = np.log10(sim["eps_meta"].values[:, window]) - np.log10(
+            theory["eps_meta"].values[:, window]
+        )
+    out["log_eps"] = _rms(log_diff)
+    return out
+
+
+# --- finite-size scaling ---------------------------------------------------------------------
+
+
+class PowerLaw(NamedTuple):
+    """dev = prefactor * N**exponent; stderr: standard error of the exponent (NaN: 2 points)."""
+
+    exponent: float
+    stderr: float
+    prefactor: float
+    n_points: int
+
+
+def fit_power_law(N, dev) -> PowerLaw:
+    """Least-squares fit of log dev = log prefactor + exponent * log N.
+
+    Points with non-finite or non-positive N or dev are left out; at least two distinct N are
+    needed (ValueError otherwise). The standard error comes from the residuals (n - 2 degrees
+    of freedom): exact data give 0, two points give NaN.
+    """
+    N = np.asarray(N, dtype=float).ravel()
+    dev = np.asarray(dev, dtype=float).ravel()
+    if N.shape != dev.shape:
+        raise ValueError(f"N and dev need the same length, got {N.shape} and {dev.shape}")
+    ok = np.isfinite(N) & np.isfinite(dev) & (N > 0) & (dev > 0)
+    x, y = np.log(N[ok]), np.log(dev[ok])
+    if len(np.unique(x)) < 2:
+        raise ValueError("fit_power_law needs at least two distinct N with a positive deviation")
+    xm, ym = x.mean(), y.mean()
+    sxx = float(np.sum((x - xm) ** 2))
+    slope = float(np.sum((x - xm) * (y - ym)) / sxx)
+    intercept = ym - slope * xm
+    n = len(x)
+    if n > 2:
+        resid = y - (intercept + slope * x)
+        stderr = math.sqrt(float(np.sum(resid**2)) / (n - 2) / sxx)
+    else:
+        stderr = float("nan")
+    return PowerLaw(slope, stderr, float(math.exp(intercept)), n)
+
+
+class EscapeSpread(NamedTuple):
+    """Seed-to-seed statistics of the escape alpha (first alpha with eps_meta < level).
+
+    Computed over the seeds that escape within the run (n_escaped of n_seeds); std uses
+    ddof = 1 (NaN for fewer than two escaped seeds).
+    """
+
+    mean: float
+    std: float
+    min: float
+    max: float
+    n_escaped: int
+    n_seeds: int
+
+
+def escape_alphas(sim: xr.Dataset, level: float = 1e-3) -> np.ndarray:
+    """Per seed, the first alpha where the simulation's eps_meta falls below level (NaN: never)."""
+    return first_crossings(sim["eps_meta"].values, sim["alpha"].values, level)
+
+
+def _spread(values: np.ndarray) -> EscapeSpread:
+    done = values[np.isfinite(values)]
+    if not len(done):
+        nan = float("nan")
+        return EscapeSpread(nan, nan, nan, nan, 0, len(values))
+    std = float(np.std(done, ddof=1)) if len(done) > 1 else float("nan")
+    return EscapeSpread(
+        float(done.mean()), std, float(done.min()), float(done.max()), len(done), len(values)
+    )
+
+
+def escape_spread(sims: Iterable[xr.Dataset], level: float = 1e-3) -> list[EscapeSpread]:
+    """For each simulation, the seed-to-seed spread of its escape alpha to `level`."""
+    return [_spread(escape_alphas(sim, level)) for sim in sims]

@@ -1,0 +1,296 @@
+"""Analysis functions (tsmeta.analysis) and the family figure kinds (tsmeta.figures.families)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from tsmeta import analysis  # noqa: E402
+from tsmeta.figures import families  # noqa: E402
+from tsmeta.io import params_to_attrs  # noqa: E402
+from tsmeta.params import RunParams  # noqa: E402
+
+# --- arrangement --------------------------------------------------------------------------
+
+
+def test_arrangement_one_to_one_with_permutation_and_signs():
+    R = np.array([[0.02, -0.97, 0.1], [0.95, 0.05, -0.03], [0.0, 0.1, 0.9]])
+    arr = analysis.arrangement(R, threshold=0.5)
+    assert arr.counts == (1, 1, 1)
+    assert arr.off == 0
+    assert arr.assignment == (1, 0, 2)
+    assert arr.label == "1-1-1"
+
+
+def test_arrangement_two_on_one_and_shared_pairs():
+    R = np.array([[0.9, 0.1, 0.0], [0.7, -0.1, 0.1], [0.0, 0.95, 0.0], [0.1, 0.0, -0.9]])
+    arr = analysis.arrangement(R, 0.5)
+    assert arr.counts == (2, 1, 1)
+    assert arr.label == "2-1-1"
+    R6 = np.repeat(np.eye(3), 2, axis=0) * 0.8  # K = 6: every teacher unit carried twice
+    assert analysis.arrangement(R6, 0.5).label == "2-2-2"
+
+
+def test_arrangement_unit_off_by_overlap_or_by_norm():
+    R = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.1, 0.05, 0.2]])
+    arr = analysis.arrangement(R, 0.5)
+    assert arr.off == 1 and arr.assignment[3] == -1
+    assert arr.counts == (1, 1, 1)
+    assert arr.label == "1-1-1, one unit off"
+    # with Q: a small R that is all of a small unit's norm is "on" (cosine 1) unless the norm
+    # itself is below the threshold
+    R2 = np.array([[1.0, 0.0], [0.0, 0.3]])
+    Q2 = np.diag([1.0, 0.09])
+    assert analysis.arrangement(R2, 0.5).label == "1-0, one unit off"
+    assert analysis.arrangement(R2, 0.2, Q2).label == "1-1"
+    assert analysis.arrangement(R2, 0.5, Q2).off == 1  # norm 0.3 < 0.5
+    # a large unit with a modest raw overlap is off once its norm is taken into account
+    R3 = np.array([[0.6, 0.0], [0.0, 1.0]])
+    Q3 = np.diag([9.0, 1.0])
+    assert analysis.arrangement(R3, 0.5).off == 0
+    assert analysis.arrangement(R3, 0.5, Q3).off == 1
+
+
+def test_arrangement_rejects_bad_shapes_and_handles_nan():
+    with pytest.raises(ValueError, match="K, M"):
+        analysis.arrangement(np.zeros(3))
+    with pytest.raises(ValueError, match="Q_final"):
+        analysis.arrangement(np.eye(2), 0.5, np.eye(3))
+    arr = analysis.arrangement(np.array([[np.nan, 1.0], [0.0, 1.0]]), 0.5)
+    assert arr.assignment == (-1, 1)
+
+
+# --- error floor, crossings -----------------------------------------------------------------
+
+
+def test_error_floor_mean_over_last_window_and_nan():
+    alpha = np.linspace(0, 100, 11)
+    eps = np.r_[np.linspace(1, 0.1, 8), [0.02, 0.04, 0.06]]
+    assert analysis.error_floor(eps, alpha, window=0.2) == pytest.approx(0.04)  # alpha 80..100
+    assert analysis.error_floor(eps, alpha, window=1.0) == pytest.approx(eps.mean())
+    two = np.stack([eps, np.r_[eps[:-1], np.nan]])
+    floors = analysis.error_floor(two, alpha, 0.2)
+    assert floors.shape == (2,)
+    assert floors[1] == pytest.approx(0.03)
+    assert np.isnan(analysis.error_floor(np.full(11, np.nan), alpha, 0.2))
+    with pytest.raises(ValueError):
+        analysis.error_floor(eps, alpha, 0.0)
+
+
+def test_first_stage_end_and_crossings():
+    alpha = np.array([0.0, 1, 2, 3, 4])
+    eps = np.array([[0.2, 0.1, 0.005, 0.001, 0.001], [0.2, 0.1, 0.05, 0.009, 0.001]])
+    assert analysis.first_stage_end(eps[1], alpha, 0.01) == 3.0
+    assert analysis.first_stage_end(eps, alpha, 0.01) == 2.0  # the earliest trajectory
+    assert np.isnan(analysis.first_stage_end(eps, alpha, 1e-4))
+    np.testing.assert_array_equal(analysis.first_crossings(eps, alpha, 0.01), [2.0, 3.0])
+
+
+# --- power law ------------------------------------------------------------------------------
+
+
+def test_fit_power_law_exact():
+    N = np.array([250, 500, 1000, 2000])
+    fit = analysis.fit_power_law(N, 3.0 * N**-0.5)
+    assert fit.exponent == pytest.approx(-0.5, abs=1e-12)
+    assert fit.prefactor == pytest.approx(3.0, rel=1e-10)
+    assert fit.stderr == pytest.approx(0.0, abs=1e-10)
+    two = analysis.fit_power_law([100, 400], [1.0, 0.5])
+    assert two.exponent == pytest.approx(-0.5) and np.isnan(two.stderr)
+
+
+def test_fit_power_law_noisy_within_error():
+    rng = np.random.default_rng(3)
+    N = np.geomspace(100, 10000, 12)
+    hits = 0
+    for _ in range(40):
+        dev = 0.7 * N**-0.5 * np.exp(0.1 * rng.standard_normal(N.size))
+        fit = analysis.fit_power_law(N, dev)
+        assert 0 < fit.stderr < 0.1
+        hits += abs(fit.exponent + 0.5) < 2 * fit.stderr
+    assert hits >= 34  # about 95 % of the fits lie within two standard errors
+
+
+def test_fit_power_law_ignores_bad_points_and_needs_two():
+    fit = analysis.fit_power_law([100, 200, 400, 800], [1.0, np.nan, 0.5, 0.0])
+    assert fit.n_points == 2 and fit.exponent == pytest.approx(-0.5)
+    with pytest.raises(ValueError):
+        analysis.fit_power_law([100, 100], [1.0, 2.0])
+
+
+# --- tiny real runs -------------------------------------------------------------------------
+
+TINY = dict(N=40, P=40, V=40, seeds=2, alpha_final=3.0, n_records=6)
+
+
+@functools.cache
+def _run(finite_v: bool = True, **overrides):
+    """(sim, theory) of a tiny real run; the theory is FO-ANIL at the run's parameters."""
+    from tsmeta.simulate import SimSettings, simulate
+    from tsmeta.tasks import initial_state
+    from tsmeta.theory import theory_dataset
+
+    params = RunParams(**{**TINY, **overrides})
+    tasks = initial_state(params)
+    sim = simulate(tasks, params, SimSettings(mc_tasks=10, mc_adapt=200, mc_test=200, mc_every=3))
+    theory = theory_dataset(
+        tasks, dataclasses.replace(params, algorithm="fo-anil"), {"finite_v": finite_v}
+    )
+    theory.attrs.update(params_to_attrs(params), theory_algorithm="fo-anil")
+    return sim, theory
+
+
+def _diverged_copy(sim, seed_index=0, from_record=3):
+    """A simulation whose seed `seed_index` is marked diverged (NaN records), as the simulator
+    leaves it."""
+    sim = sim.copy(deep=True)
+    for name in ("R", "Q", "w0", "eps_meta", "eps_meta_mc", "eps_meta_mc_err"):
+        sim[name].values[seed_index, from_record:] = np.nan
+    sim["diverged"].values[seed_index] = 1
+    sim["alpha_diverged"].values[seed_index] = sim["alpha"].values[from_record]
+    return sim
+
+
+def test_stage_deviation_zero_for_identical_and_shrinking_with_perturbation():
+    sim, theory = _run()
+    same = theory.copy(deep=True)
+    dev0 = analysis.stage_deviation(same, theory, level=1e-6)
+    assert dev0["R"] == 0 and dev0["Q"] == 0 and dev0["log_eps"] == 0
+    devs = []
+    rng = np.random.default_rng(0)
+    noise_R = rng.standard_normal(theory["R"].shape)
+    noise_Q = rng.standard_normal(theory["Q"].shape)
+    for scale in (1e-1, 1e-2, 1e-3):
+        pert = theory.copy(deep=True)
+        pert["R"].values = pert["R"].values + scale * noise_R
+        pert["Q"].values = pert["Q"].values + scale * noise_Q
+        pert["eps_meta"].values = pert["eps_meta"].values * (1 + scale)
+        devs.append(analysis.stage_deviation(pert, theory, level=1e-6))
+    for key in ("R", "Q", "log_eps"):
+        values = [d[key] for d in devs]
+        assert all(v > 0 for v in values)
+        assert values[0] > values[1] > values[2]
+        assert values[0] / values[2] == pytest.approx(100, rel=0.05)  # linear in the scale
+    real = analysis.stage_deviation(sim, theory, level=1e-6)
+    assert real["n_records"] >= 1 and real["R"] > 0 and np.isfinite(real["log_eps"])
+
+
+def test_stage_deviation_window_and_diverged_seed():
+    sim, theory = _run()
+    alpha = theory["alpha"].values
+    eps = theory["eps_meta"].values.copy()
+    th = theory.copy(deep=True)
+    eps[:, 3:] = 1e-4  # the theory "reaches" the level at record 3
+    th["eps_meta"].values = eps
+    dev = analysis.stage_deviation(sim, th, level=1e-3)
+    assert dev["alpha_end"] == alpha[3] and dev["n_records"] == 3  # records 1, 2, 3
+    broken = _diverged_copy(sim)
+    dev = analysis.stage_deviation(broken, theory, level=1e-6)
+    assert np.isfinite(dev["R"]) and np.isfinite(dev["Q"])
+
+
+def test_escape_spread():
+    sim, _ = _run()
+    sim = sim.copy(deep=True)
+    alpha = sim["alpha"].values
+    eps = np.full(sim["eps_meta"].shape, 0.1)
+    eps[0, 4:] = 1e-4
+    eps[1, 2:] = 1e-4
+    sim["eps_meta"].values = eps
+    (spread,) = analysis.escape_spread([sim], 1e-3)
+    assert spread.n_escaped == 2 and spread.n_seeds == 2
+    assert spread.min == alpha[2] and spread.max == alpha[4]
+    assert spread.mean == pytest.approx((alpha[2] + alpha[4]) / 2)
+    assert spread.std == pytest.approx(np.std([alpha[2], alpha[4]], ddof=1))
+    eps[1] = 0.1
+    sim["eps_meta"].values = eps
+    (one,) = analysis.escape_spread([sim], 1e-3)
+    assert one.n_escaped == 1 and np.isnan(one.std) and one.mean == alpha[4]
+
+
+def test_run_arrangements_counts_seeds():
+    sim, _ = _run()
+    labels = analysis.run_arrangements(_diverged_copy(sim), 0.1)
+    assert sum(labels.values()) == 2 and labels["diverged"] == 1
+
+
+def test_overparameterization_families_rule():
+    ps = [
+        RunParams(K=3, eta_J=3, eta_w=9),
+        RunParams(K=4, eta_J=3 * np.sqrt(4 / 3), eta_w=9 * np.sqrt(4 / 3)),
+        RunParams(K=4, eta_J=3, eta_w=12),
+        RunParams(K=4, eta_J=1, eta_w=5),
+    ]
+    fam = families.overparameterization_families(ps)
+    assert list(fam.values()) == [[0, 1], [0, 2], [3]]
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+
+def _draw(kind, sims, theories, extra=None, **options):
+    fig = getattr(families, f"draw_{kind}")("test", {"kind": kind, **options}, sims, theories,
+                                             extra or {})  # fmt: skip
+    fig.canvas.draw()  # layout and rendering errors surface here
+    n_axes = len(fig.axes)
+    plt.close(fig)
+    return n_axes
+
+
+def test_draw_overparameterization():
+    runs = [_run(K=3, eta_J=3.0, eta_w=9.0), _run(K=4, eta_J=3.0, eta_w=12.0)]
+    runs.append(_run(K=4, eta_J=3 * np.sqrt(4 / 3), eta_w=9 * np.sqrt(4 / 3)))
+    runs.append(_run(K=4, eta_J=60.0, eta_w=12.0))  # diverges: family (b)
+    sims, theories = [r[0] for r in runs], [r[1] for r in runs]
+    assert int(sims[-1]["diverged"].sum()) >= 1
+    # two family panels, one heat map per run, one colour bar
+    assert _draw("overparameterization", sims, theories) == 2 + 4 + 1
+    assert _draw("overparameterization", sims[:1], []) == 2 + 1 + 1  # K = 3 is in both
+
+
+def test_draw_variability():
+    runs = [_run(gamma=g) for g in (1.0, 0.9)]
+    sims, theories = [r[0] for r in runs], [r[1] for r in runs]
+    sims[1] = _diverged_copy(sims[1])
+    assert _draw("variability", sims, theories) == 3
+    assert _draw("variability", sims, []) == 3
+
+
+def test_draw_algorithms():
+    runs = [_run(algorithm=a, alpha_final=1.0) for a in ("fo-anil", "anil", "maml", "fo-maml")]
+    sims, theories = [r[0] for r in runs], [r[1] for r in runs]
+    assert _draw("algorithms", sims, theories) == 2
+    assert _draw("algorithms", [_diverged_copy(sims[2])], theories[2:3]) == 2
+
+
+def test_draw_finite_size():
+    runs = [_run(N=n, P=n, V=n) for n in (20, 40, 80)]
+    sims, theories = [r[0] for r in runs], [r[1] for r in runs]
+    sims[0] = _diverged_copy(sims[0], from_record=5)
+    assert _draw("finite_size", sims, theories, first_stage_level=1e-6, escape_level=0.15) == 3
+    assert _draw("finite_size", sims[:1], [], escape_level=1e-9) == 3  # no theory, no escape
+    table = families.finite_size_table(sims, theories, 1e-6, 0.15)
+    assert list(table["N"]) == [20, 40, 80]
+    assert np.all(table["R"] > 0)
+    fixed = families.finite_size_table(sims, theories, 1e-6, 0.15, alpha_end=1.0)
+    assert np.all(fixed["alpha_end"] == 1.0) and np.all(fixed["R"] < table["R"])
+    assert _draw("finite_size", sims, theories, first_stage_alpha=1.0) == 3
+
+
+def test_draw_finite_data():
+    pv = [(40, 40), (40, 10), (10, 40), (10, 10)]
+    runs = [_run(P=p, V=v) for p, v in pv]
+    nofv = [_run(False, P=p, V=v)[1] for p, v in pv]
+    sims, theories = [r[0] for r in runs], [r[1] for r in runs]
+    sims[3] = _diverged_copy(sims[3])
+    extra = {"theories_nofv": nofv}
+    assert _draw("finite_data", sims, theories, extra, first_stage_level=1e-6) == 4 + 1
+    assert _draw("finite_data", sims[:2], theories[:2]) == 2 + 1  # without the no-V variant
+    assert _draw("finite_data", sims, theories, extra, first_stage_alpha=1.0) == 4 + 1
