@@ -37,14 +37,21 @@ ENUM_KEYS = {
 KNOWN = set(INT_KEYS + NONNEG_KEYS + list(ENUM_KEYS)) | set(RunParams().to_dict())
 
 bad_values = st.one_of(
-    st.tuples(st.sampled_from(INT_KEYS), st.one_of(st.integers(-100, 0), st.just(1.5), st.text(max_size=3))),
+    st.tuples(
+        st.sampled_from(INT_KEYS),
+        st.one_of(st.integers(-100, 0), st.just(1.5), st.text(max_size=3)),
+    ),
     st.tuples(st.sampled_from(NONNEG_KEYS), st.one_of(st.floats(-1e3, -1e-6), st.just("fast"))),
     st.tuples(st.just("gamma"), st.one_of(st.floats(1.0001, 10), st.floats(-10, -1e-6))),
     st.tuples(st.just("alpha_final"), st.floats(-100, 0)),
     st.tuples(st.sampled_from(sorted(ENUM_KEYS)), st.text(min_size=1, max_size=8)),
-    st.tuples(st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=10), st.integers()),
+    st.tuples(
+        st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=10), st.integers()
+    ),
 ).filter(lambda kv: kv[0] not in ENUM_KEYS or kv[1] not in ENUM_KEYS[kv[0]])
-bad_values = bad_values.filter(lambda kv: kv[0] in KNOWN - {"seed_offset", "u_mean"} or kv[0] not in KNOWN)
+bad_values = bad_values.filter(
+    lambda kv: kv[0] in KNOWN - {"seed_offset", "u_mean"} or kv[0] not in KNOWN
+)
 
 good_values = st.fixed_dictionaries(
     {},
@@ -162,10 +169,14 @@ def _cli(*args):
 def test_killed_simulation_resumes_from_its_checkpoint_bit_for_bit(tmp_path):
     run = ["--config", str(ROOT / "config" / "test.yaml")]
     run += ["--set", "N=100", "--set", "P=100", "--set", "V=100", "--set", "alpha_final=40"]
-    subprocess.run(_cli("tasks", *run, "--out", str(tmp_path / "tasks.nc")), check=True, timeout=120)
+    subprocess.run(
+        _cli("tasks", *run, "--out", str(tmp_path / "tasks.nc")), check=True, timeout=120
+    )
     sim = ["simulate", *run, "--tasks", str(tmp_path / "tasks.nc"), "--threads", "1"]
     ckpt, out = tmp_path / "sim.ckpt", tmp_path / "sim.nc"
-    killed = subprocess.Popen(_cli(*sim, "--out", str(out), "--checkpoint", str(ckpt), "--checkpoint-every", "256"))
+    killed = subprocess.Popen(
+        _cli(*sim, "--out", str(out), "--checkpoint", str(ckpt), "--checkpoint-every", "256")
+    )
     deadline = time.time() + 240
     while not ckpt.exists() and time.time() < deadline and killed.poll() is None:
         time.sleep(0.05)
@@ -174,13 +185,15 @@ def test_killed_simulation_resumes_from_its_checkpoint_bit_for_bit(tmp_path):
     killed.wait()
     assert ckpt.exists(), "no checkpoint was written before the kill"
     assert not out.exists(), "the run finished before it could be killed: make it longer"
-    resumed = subprocess.run(_cli(*sim, "--out", str(out), "--checkpoint", str(ckpt), "--checkpoint-every", "256"),
-                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    resume = _cli(*sim, "--out", str(out), "--checkpoint", str(ckpt), "--checkpoint-every", "256")
+    resumed = subprocess.run(resume, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stderr
     assert not ckpt.exists()  # removed once the output is safely written
     straight = tmp_path / "straight.nc"
-    subprocess.run(_cli(*sim, "--out", str(straight), "--checkpoint-every", "256"), check=True, timeout=600)
+    subprocess.run(
+        _cli(*sim, "--out", str(straight), "--checkpoint-every", "256"), check=True, timeout=600
+    )
     a, b = open_dataset(out, stage="simulate"), open_dataset(straight, stage="simulate")
     xr.testing.assert_identical(_data(a), _data(b))  # bit for bit, NaN where NaN
 

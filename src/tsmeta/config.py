@@ -197,7 +197,9 @@ def expand(config: dict) -> Plan:
             try:
                 RunParams.from_dict(base)
             except (ValueError, TypeError) as exc:
-                raise ConfigError(f"config key 'experiments.{exp_name}.theory_sweep.base': {exc}") from exc
+                raise ConfigError(
+                    f"config key 'experiments.{exp_name}.theory_sweep.base': {exc}"
+                ) from exc
             sweep["base"] = base
             sweep.setdefault("levels", [0.01, 0.001])
             sweep = _canonical(sweep)

@@ -25,6 +25,7 @@ from tsmeta.figures.families import (  # noqa: E402
     draw_overparameterization,
     draw_variability,
 )
+from tsmeta.figures.sweeps import draw_phase_diagram, draw_rates_vs_K  # noqa: E402
 
 KINDS = {
     "dynamics": draw_dynamics,
@@ -33,6 +34,8 @@ KINDS = {
     "algorithms": draw_algorithms,
     "finite_size": draw_finite_size,
     "finite_data": draw_finite_data,
+    "rates_vs_K": draw_rates_vs_K,
+    "phase_diagram": draw_phase_diagram,
 }
 
 

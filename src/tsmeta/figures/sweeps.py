@@ -240,6 +240,14 @@ def draw_phase_diagram(experiment, options, sims, theories, extra=None):
     xlog, ylog = _is_log(xj), _is_log(yw)
     xe, ye = _edges(xj, xlog), _edges(yw, ylog)
     XJ, YW = np.meshgrid(xj, yw)
+    # colour scales shared by all rows
+    with np.errstate(all="ignore"):
+        all_log_eps = np.log10(ds["eps_final"].values)
+    all_cross = ds["alpha_to_level"].sel(level=level).values
+    all_cross = all_cross[np.isfinite(all_cross) & (all_cross > 0)]
+    finite_eps = all_log_eps[np.isfinite(all_log_eps)]
+    eps_range = (finite_eps.min(), finite_eps.max()) if len(finite_eps) else (None, None)
+    norm = LogNorm(all_cross.min(), all_cross.max()) if len(all_cross) else None
     for row, sel in zip(axes, rows):
         d = ds.sel(sel) if sel else ds
         K = int(sel.get("K", base.K))
@@ -250,10 +258,16 @@ def draw_phase_diagram(experiment, options, sims, theories, extra=None):
         with np.errstate(all="ignore"):
             log_eps = np.log10(eps)
         ax_e, ax_a = row
-        m = ax_e.pcolormesh(xe, ye, np.ma.masked_invalid(log_eps), cmap="viridis", shading="flat")
+        m = ax_e.pcolormesh(
+            xe,
+            ye,
+            np.ma.masked_invalid(log_eps),
+            cmap="viridis",
+            shading="flat",
+            vmin=eps_range[0],
+            vmax=eps_range[1],
+        )
         fig.colorbar(m, ax=ax_e, label=r"$\log_{10}\varepsilon_{\rm meta}$ at $\alpha_{\rm final}$")
-        finite = cross[np.isfinite(cross) & (cross > 0)]
-        norm = LogNorm(finite.min(), finite.max()) if len(finite) else None
         m = ax_a.pcolormesh(
             xe, ye, np.ma.masked_invalid(cross), cmap="magma_r", norm=norm, shading="flat"
         )

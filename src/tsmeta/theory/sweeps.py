@@ -25,9 +25,12 @@ BDF and Radau get `jac_sparsity` (one dense block per member) and a vectorised r
 side, so a Jacobian costs one batched evaluation of (state size) columns; LSODA gets the band
 width of the blocks. Explicit methods (RK45, ...) are driven exactly as `integrate` does.
 Why this matters: at large rates the ODE is stiff near the fixed point (eigenvalues grow
-with eta_J and eta_w), and an explicit batched step follows the stiffest member, so a
-phase diagram with RK45 takes ~50 times longer than with BDF (module docstring of
-`tests/test_sweeps.py` and the timings in the experiment's description).
+with eta_J and eta_w), and an explicit batched step follows the stiffest member: one member
+at eta_J = 30, eta_w = 40 costs RK45 ~50k evaluations to alpha = 450 (BDF: ~1k), and a
+15 x 15 phase diagram took ~330-600 s with RK45 against ~10 s with BDF (rtol 1e-6; 2 shared
+cores). Use `method: BDF` (rtol 1e-6) for sweeps. A member that runs into the singular edge
+of the domain can stall an implicit solver; it is split off and integrated alone with RK45
+(`_adaptive_blocks`), so the batch goes on.
 
 alpha_to_level: first crossing of eps_meta below each level on a fine log grid of
 `N_FINE` records (0.01 .. alpha_final), refined by linear interpolation of log eps_meta in
@@ -81,7 +84,10 @@ STATE_KEYS = (
     "seed_offset",
 )
 _IMPLICIT_SPARSE = ("BDF", "Radau")
-CHUNK_ELEMENTS = 4e6  # bound on batch * K^2 * D^2 (the I4 tensor) per vectorised call
+STALL_H = 1e-9  # a step shorter than this times max(alpha, 1e-3) counts as stalled
+STALL_STEPS = 3  # ... and this many such steps split the stalling member off the batch
+STALL_WINDOW, STALL_PROGRESS = 50, 5e-3  # or: log(alpha) advanced < 5e-3 in 50 steps
+CHUNK_ELEMENTS = 4e6  # bound on members * K^2 * D^2 (the I4 tensor) per evaluation
 _PREFIX = {"main": "", "eta_J": "jsearch_"}
 
 
@@ -159,9 +165,18 @@ class _BlockSystem:
         return self._tiled[k]
 
     def deriv(self, y, T, phys):
-        R, Q, w0 = self.lay.unpack(y)
-        d = _terms(R, Q, T, w0, phys, self.finite_v)
-        return self.lay.pack(d["dR"], d["dQ_first"] + d["dQ_finite_v"], d["dw0"])
+        """Right-hand side of members y (n, size) with constants T (n, M, M), phys (n,),
+        in chunks that bound the memory of the (K, K, D, D) tensors."""
+        K, D = self.lay.K, self.lay.K + 2 * self.lay.M
+        step = max(1, int(CHUNK_ELEMENTS // (K * K * D * D)))
+        out = np.empty_like(y)
+        for c in range(0, y.shape[0], step):
+            part = slice(c, c + step)
+            R, Q, w0 = self.lay.unpack(y[part])
+            ph = phys if y.shape[0] <= step else phys.take(np.arange(y.shape[0])[part])
+            d = _terms(R, Q, T[part], w0, ph, self.finite_v)
+            out[part] = self.lay.pack(d["dR"], d["dQ_first"] + d["dQ_finite_v"], d["dw0"])
+        return out
 
     def fun(self, t, y):
         if y.ndim == 1:
@@ -169,16 +184,9 @@ class _BlockSystem:
             return self.deriv(y.reshape(self.B, -1), self.T, self.phys).ravel()
         k = y.shape[1]  # columns: k states of the whole batch (numerical Jacobian)
         self.nfev += k
-        K, D = self.lay.K, self.lay.K + 2 * self.lay.M
-        step = max(1, int(CHUNK_ELEMENTS // (self.B * K * K * D * D)))  # columns per call
-        out = np.empty_like(y)
-        for c in range(0, k, step):
-            cols = y[:, c : c + step]
-            n = cols.shape[1]
-            T, phys = self._tile(n)
-            flat = cols.T.reshape(n * self.B, self.lay.size)
-            out[:, c : c + n] = self.deriv(flat, T, phys).reshape(n, -1).T
-        return out
+        T, phys = self._tile(k)
+        flat = y.T.reshape(k * self.B, self.lay.size)
+        return self.deriv(flat, T, phys).reshape(k, -1).T
 
     def margins(self, y):
         return _margins(y, self.T, self.lay)
@@ -198,8 +206,17 @@ def _solver(method, system: _BlockSystem, t0, y0, t_final, rtol, atol):
 
 def _adaptive_blocks(run: _Run, phys: Physics, finite_v, method, rtol, atol, budget):
     """As `ode._adaptive` (terminal event on the smallest margin of the batch, members that
-    leave the valid domain are frozen and the others restart), with block-aware solvers."""
+    leave the valid domain are frozen and the others restart), with block-aware solvers.
+
+    An implicit solver can stall on a member that runs into the singular edge of the domain
+    (Newton fails, the step shrinks to ~1e-13): on a stall (STALL_STEPS steps shorter than
+    STALL_H * max(alpha, 1e-3), or log max(alpha, 1e-3) advancing by less than STALL_PROGRESS
+    in STALL_WINDOW steps) or a solver failure, the member with the largest right-hand
+    side relative to the tolerance leaves the batch and is integrated alone with RK45 (same
+    divergence handling), and the batch goes on without it.
+    """
     t_final = run.alphas[-1]
+    implicit = method in _IMPLICIT_SPARSE or method == "LSODA"
     while run.active.any() and run.next < len(run.alphas):
         idx = np.flatnonzero(run.active)
         system = _BlockSystem(run.T[idx], phys.take(idx), run.lay, finite_v)
@@ -209,6 +226,7 @@ def _adaptive_blocks(run: _Run, phys: Physics, finite_v, method, rtol, atol, bud
         except (ArithmeticError, ValueError, np.linalg.LinAlgError):
             run.stop(idx, run.t, stalled=True)
             break
+        small_steps, times = 0, []
         while run.next < len(run.alphas):
             if run.nfev + system.nfev > budget:
                 run.state[idx] = solver.y.reshape(shape)
@@ -218,6 +236,17 @@ def _adaptive_blocks(run: _Run, phys: Physics, finite_v, method, rtol, atol, bud
                 solver.step()
             except (ArithmeticError, ValueError, np.linalg.LinAlgError, RuntimeError):
                 solver.status = "failed"
+            if solver.status != "failed" and solver.t_old is not None:
+                small_steps += solver.t - solver.t_old < STALL_H * max(abs(solver.t), 1e-3)
+                times.append(max(abs(solver.t), 1e-3))
+            crawling = len(times) > STALL_WINDOW and (
+                math.log(times[-1] / times[-1 - STALL_WINDOW]) < STALL_PROGRESS
+            )
+            if implicit and (solver.status == "failed" or small_steps >= STALL_STEPS or crawling):
+                run.nfev += system.nfev
+                system.nfev = 0
+                _split_off(run, idx, system, phys, finite_v, rtol, atol, budget)
+                break
             if solver.status == "failed":
                 run.stop(idx, solver.t, stalled=True)
                 break
@@ -228,12 +257,35 @@ def _adaptive_blocks(run: _Run, phys: Physics, finite_v, method, rtol, atol, bud
                 run.record_until(idx, solver.t, y_new, interp)
                 run.state[idx], run.t = y_new, solver.t
                 continue
-            t_exit = brentq(_edge(system, interp), solver.t_old, solver.t, xtol=1e-13)
+            try:
+                t_exit = brentq(_edge(system, interp), solver.t_old, solver.t, xtol=1e-13)
+            except ValueError:  # no clean sign change (NaN on the interpolant): the step end
+                t_exit = solver.t
             y_exit = interp(t_exit)
             run.record_until(idx, t_exit, y_exit, interp)
             run.leave(idx, t_exit, y_exit, system.margins(y_exit))
             break
         run.nfev += system.nfev
+
+
+def _split_off(run: _Run, idx, system: _BlockSystem, phys, finite_v, rtol, atol, budget):
+    """Integrate the member of idx that stalls the batch alone with RK45, from run.t on."""
+    y = run.state[idx]
+    with np.errstate(all="ignore"):
+        f = system.deriv(y, system.T, system.phys)
+        score = np.nanmax(np.abs(f) / (atol + rtol * np.abs(y)), axis=1)
+    score = np.where(np.isfinite(score), score, np.inf)
+    m = idx[int(np.argmax(score))]
+    alphas = np.concatenate([[run.t], run.alphas[run.next :]])
+    sub = _Run(run.state[m : m + 1], run.T[m : m + 1], alphas, run.lay)
+    _adaptive_blocks(sub, phys.take([m]), finite_v, "RK45", rtol, atol, max(budget - run.nfev, 0))
+    run.records[m, run.next :] = sub.records[0, 1:]
+    run.state[m] = sub.state[0]
+    run.diverged[m], run.stalled[m] = sub.diverged[0], sub.stalled[0]
+    run.alpha_div[m] = sub.alpha_div[0]
+    run.active[m] = False
+    run.nfev += sub.nfev
+    run.split_off = getattr(run, "split_off", 0) + 1
 
 
 def integrate_members(
@@ -244,14 +296,16 @@ def integrate_members(
     phys: Physics,
     alphas,
     settings: dict | None = None,
-    max_rhs_evals: int = DEFAULT_MAX_RHS_EVALS,
 ) -> dict:
     """Integrate a batch (axis 0) of members with (B,) parameters `phys` as one system.
 
     Same arguments and result as `tsmeta.theory.integrate` (R, Q, w0, eps_meta on `alphas`,
-    diverged, alpha_diverged, stalled, nfev); `settings` are theory settings.
+    diverged, alpha_diverged, stalled, nfev), plus split_off (members that stalled the
+    implicit solver and were integrated alone); `settings` are theory settings
+    (`max_rhs_evals` counts evaluations of the whole batch, a Jacobian column as one).
     """
     st = {**DEFAULT_SETTINGS, **(settings or {})}
+    max_rhs_evals = int(st.get("max_rhs_evals") or DEFAULT_MAX_RHS_EVALS)
     method, fixed_step = st["method"], st["fixed_step"]
     if method not in _SOLVERS:
         raise ValueError(f"method must be one of {sorted(_SOLVERS)}, got {method!r}")
@@ -288,6 +342,7 @@ def integrate_members(
         "stalled": run.stalled,
         "alpha": alphas,
         "nfev": run.nfev,
+        "split_off": getattr(run, "split_off", 0),
     }
 
 
@@ -430,6 +485,7 @@ def run_sweep(
                 "alpha_final": af,
                 "members": len(group),
                 "rhs_evaluations": int(res["nfev"]),
+                "split_off_members": int(res["split_off"]),
                 "wall_time_s": round(time.perf_counter() - t0, 3),
             }
         )
