@@ -3,6 +3,14 @@
 Derivation: docs/theory.md. The state of one trajectory is (R, Q, w0); T and the run
 parameters are constants. A batch (seeds, or a sweep with different parameters) is
 integrated as one system, so the right-hand side is vectorised over the batch.
+
+The implicit methods get the block-diagonal structure of the batch: BDF and Radau get
+`jac_sparsity` (one dense block per member) and a vectorised right-hand side, so a Jacobian
+costs one batched evaluation of (state size) columns; LSODA gets the band width of the
+blocks. At large rates the ODE is stiff near the fixed point and an explicit batched step
+follows the stiffest member (one member at eta_J = 30, eta_w = 40: RK45 ~50k evaluations to
+alpha = 450, BDF ~1k). A member that stalls an implicit solver is split off and integrated
+alone with RK45 (`_adaptive`), so the batch goes on.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import numpy as np
 import xarray as xr
 from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, Radau
 from scipy.optimize import brentq
+from scipy.sparse import block_diag
 
 from tsmeta.params import RunParams
 from tsmeta.theory.closed_form import (
@@ -38,6 +47,11 @@ DEFAULT_SETTINGS = {
     "fixed_step": None,
     "max_rhs_evals": DEFAULT_MAX_RHS_EVALS,  # runaway stiff member: stop, flag as stalled
 }
+_IMPLICIT_SPARSE = ("BDF", "Radau")
+STALL_H = 1e-9  # a step shorter than this times max(alpha, 1e-3) counts as stalled
+STALL_STEPS = 3  # ... and this many such steps split the stalling member off the batch
+STALL_WINDOW, STALL_PROGRESS = 50, 5e-3  # or: log(alpha) advanced < 5e-3 in 50 steps
+CHUNK_ELEMENTS = 4e6  # bound on members * K^2 * D^2 (the I4 tensor) per evaluation
 
 
 def _require_fo_anil(params) -> None:
@@ -136,20 +150,40 @@ _SOLVERS = {
 
 
 class _System:
-    """The active members as one flat ODE system, with an evaluation counter."""
+    """The active members as one flat ODE system; `fun` also takes (n, k) arrays (vectorised),
+    and counts the right-hand sides of the whole batch (a column of a vectorised call: 1)."""
 
     def __init__(self, T, phys: Physics, lay: _Layout, finite_v: bool):
         self.T, self.phys, self.lay, self.finite_v = T, phys, lay, finite_v
+        self.B = T.shape[0]
         self.nfev = 0
+        self._tiled = {1: (T, phys)}
 
-    def deriv(self, y):
-        self.nfev += 1
-        R, Q, w0 = self.lay.unpack(y)
-        d = _terms(R, Q, self.T, w0, self.phys, self.finite_v)
-        return self.lay.pack(d["dR"], d["dQ_first"] + d["dQ_finite_v"], d["dw0"])
+    def deriv(self, y, copies: int = 1):
+        """Right-hand side of `copies` stacked copies of the batch, y (copies * B, size), in
+        chunks that bound the memory of the (K, K, D, D) tensors. Not counted in nfev."""
+        if copies not in self._tiled:
+            idx = np.tile(np.arange(self.B), copies)
+            self._tiled[copies] = (self.T[idx], self.phys.take(idx))
+        T, phys = self._tiled[copies]
+        K, D = self.lay.K, self.lay.K + 2 * self.lay.M
+        step = max(1, int(CHUNK_ELEMENTS // (K * K * D * D)))
+        out = np.empty_like(y)
+        for c in range(0, y.shape[0], step):
+            part = slice(c, c + step)
+            R, Q, w0 = self.lay.unpack(y[part])
+            ph = phys if y.shape[0] <= step else phys.take(np.arange(y.shape[0])[part])
+            d = _terms(R, Q, T[part], w0, ph, self.finite_v)
+            out[part] = self.lay.pack(d["dR"], d["dQ_first"] + d["dQ_finite_v"], d["dw0"])
+        return out
 
-    def fun(self, t, yflat):
-        return self.deriv(yflat.reshape(-1, self.lay.size)).ravel()
+    def fun(self, t, y):
+        if y.ndim == 1:
+            self.nfev += 1
+            return self.deriv(y.reshape(self.B, -1)).ravel()
+        k = y.shape[1]  # columns: k states of the whole batch (numerical Jacobian)
+        self.nfev += k
+        return self.deriv(y.T.reshape(k * self.B, self.lay.size), k).reshape(k, -1).T
 
     def margins(self, y):
         return _margins(y, self.T, self.lay)
@@ -169,6 +203,7 @@ class _Run:
         self.t = alphas[0]
         self.next = 1  # index of the next record
         self.nfev = 0
+        self.split_off = 0  # members that stalled an implicit solver, integrated alone
         bad = _margins(y0, T, lay) <= 0.0
         self.active = ~bad
         self.records[self.active, 0] = y0[self.active]
@@ -207,17 +242,41 @@ def _edge(system: _System, interp):
     return lambda a: float(system.margins(interp(a)).min())
 
 
+def _solver(method, system: _System, t0, y0, t_final, rtol, atol):
+    """A scipy OdeSolver; the implicit ones get the block-diagonal structure of the batch."""
+    size = system.lay.size
+    kwargs = {}
+    if method in _IMPLICIT_SPARSE:  # a Jacobian costs one vectorised call of `size` columns
+        block = np.ones((size, size))
+        kwargs = {"jac_sparsity": block_diag([block] * system.B, format="csc"), "vectorized": True}
+    elif method == "LSODA":
+        kwargs = {"lband": size - 1, "uband": size - 1}
+    return _SOLVERS[method](system.fun, t0, y0, t_final, rtol=rtol, atol=atol, **kwargs)
+
+
 def _adaptive(run: _Run, phys, finite_v, method, rtol, atol, budget):
-    """scipy OdeSolver stepping with a terminal event on the smallest margin in the batch."""
-    solver_cls = _SOLVERS[method]
+    """scipy OdeSolver stepping with a terminal event on the smallest margin in the batch:
+    members that leave the valid domain are frozen there and the others restart.
+
+    An implicit solver can stall on a member that runs into the singular edge of the domain
+    (Newton fails, the step shrinks to ~1e-13): on a stall (STALL_STEPS steps shorter than
+    STALL_H * max(alpha, 1e-3), or log max(alpha, 1e-3) advancing by less than STALL_PROGRESS
+    in STALL_WINDOW steps) or a solver failure, the member with the largest right-hand
+    side relative to the tolerance leaves the batch and is integrated alone with RK45 (same
+    divergence handling), and the batch goes on without it.
+    """
     t_final = run.alphas[-1]
+    implicit = method in _IMPLICIT_SPARSE or method == "LSODA"
     while run.active.any() and run.next < len(run.alphas):
         idx = np.flatnonzero(run.active)
         system = _System(run.T[idx], phys.take(idx), run.lay, finite_v)
         shape = (len(idx), run.lay.size)
-        solver = solver_cls(
-            system.fun, run.t, run.state[idx].ravel(), t_final, rtol=rtol, atol=atol
-        )
+        try:
+            solver = _solver(method, system, run.t, run.state[idx].ravel(), t_final, rtol, atol)
+        except (ArithmeticError, ValueError, np.linalg.LinAlgError):
+            run.stop(idx, run.t, stalled=True)
+            break
+        small_steps, times = 0, []
         while run.next < len(run.alphas):
             if run.nfev + system.nfev > budget:
                 run.state[idx] = solver.y.reshape(shape)
@@ -227,6 +286,17 @@ def _adaptive(run: _Run, phys, finite_v, method, rtol, atol, budget):
                 solver.step()
             except (ArithmeticError, ValueError, RuntimeError, np.linalg.LinAlgError):
                 solver.status = "failed"
+            if solver.status != "failed" and solver.t_old is not None:
+                small_steps += solver.t - solver.t_old < STALL_H * max(abs(solver.t), 1e-3)
+                times.append(max(abs(solver.t), 1e-3))
+            crawling = len(times) > STALL_WINDOW and (
+                math.log(times[-1] / times[-1 - STALL_WINDOW]) < STALL_PROGRESS
+            )
+            if implicit and (solver.status == "failed" or small_steps >= STALL_STEPS or crawling):
+                run.nfev += system.nfev
+                system.nfev = 0
+                _split_off(run, idx, system, phys, finite_v, rtol, atol, budget)
+                break
             if solver.status == "failed":
                 run.stop(idx, solver.t, stalled=True)
                 break
@@ -249,6 +319,26 @@ def _adaptive(run: _Run, phys, finite_v, method, rtol, atol, budget):
         run.nfev += system.nfev
 
 
+def _split_off(run: _Run, idx, system: _System, phys, finite_v, rtol, atol, budget):
+    """Integrate the member of idx that stalls the batch alone with RK45, from run.t on."""
+    y = run.state[idx]
+    with np.errstate(all="ignore"):
+        f = system.deriv(y)
+        score = np.nanmax(np.abs(f) / (atol + rtol * np.abs(y)), axis=1)
+    score = np.where(np.isfinite(score), score, np.inf)
+    m = idx[int(np.argmax(score))]
+    alphas = np.concatenate([[run.t], run.alphas[run.next :]])
+    sub = _Run(run.state[m : m + 1], run.T[m : m + 1], alphas, run.lay)
+    _adaptive(sub, phys.take([m]), finite_v, "RK45", rtol, atol, max(budget - run.nfev, 0))
+    run.records[m, run.next :] = sub.records[0, 1:]
+    run.state[m] = sub.state[0]
+    run.diverged[m], run.stalled[m] = sub.diverged[0], sub.stalled[0]
+    run.alpha_div[m] = sub.alpha_div[0]
+    run.active[m] = False
+    run.nfev += sub.nfev
+    run.split_off += 1
+
+
 def _fixed_rk4(run: _Run, phys, finite_v, h, budget):
     """Classical RK4 with steps of at most h, landing on every record."""
     for i in range(1, len(run.alphas)):
@@ -267,7 +357,7 @@ def _fixed_rk4(run: _Run, phys, finite_v, h, budget):
             k4 = system.deriv(y + dt * k3)
             y_new = y + (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
             t_new = t1 if j == n - 1 else run.alphas[i - 1] + (j + 1) * dt
-            run.nfev += system.nfev
+            run.nfev += 4
             margins = system.margins(y_new)
             run.state[idx], run.t = y_new, t_new
             out = margins <= 0.0
@@ -304,8 +394,17 @@ def integrate(
     RunParams (shared) or a Physics with (B,) fields (see `integrate_batched`).
     Returns R (B, A, K, M), Q (B, A, K, K), w0 (B, A, K), eps_meta (B, A), diverged (B,),
     alpha_diverged (B,) (NaN if not), stalled (B,) (diverged because the solver failed or
-    ran out of its evaluation budget), alpha (A,), nfev. Never raises on divergence.
+    ran out of its evaluation budget), alpha (A,), nfev (right-hand sides of the whole
+    batch, a Jacobian column as one). Never raises on divergence.
     """
+    args = (method, rtol, atol, finite_v, fixed_step, max_rhs_evals)
+    out = _integrate(R0, Q0, T, w0, params, alphas, *args)
+    del out["split_off"]
+    return out
+
+
+def _integrate(R0, Q0, T, w0, params, alphas, method, rtol, atol, finite_v, fixed_step, budget):
+    """`integrate`, plus split_off (members split off a stalling implicit solver)."""
     _require_fo_anil(params)
     phys = Physics.from_params(params)
     R0, Q0, w0 = _as_batch(R0, 3), _as_batch(Q0, 3), _as_batch(w0, 2)
@@ -323,9 +422,9 @@ def integrate(
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         run = _Run(lay.pack(R0, Q0, w0), T, alphas, lay)
         if fixed_step is None:
-            _adaptive(run, phys, finite_v, method, rtol, atol, max_rhs_evals)
+            _adaptive(run, phys, finite_v, method, rtol, atol, budget)
         else:
-            _fixed_rk4(run, phys, finite_v, fixed_step, max_rhs_evals)
+            _fixed_rk4(run, phys, finite_v, fixed_step, budget)
         records = run.records
         A = len(alphas)
         R, Q, w = lay.unpack(records.reshape(B * A, lay.size))
@@ -342,6 +441,7 @@ def integrate(
         "stalled": run.stalled,
         "alpha": alphas,
         "nfev": run.nfev,
+        "split_off": run.split_off,
     }
 
 

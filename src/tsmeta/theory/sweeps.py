@@ -19,18 +19,12 @@ with the same (K, M, alpha_final), of both searches, are integrated as ONE batch
 (different initial states and parameters are batch entries); groups of different (K, M)
 follow one another.
 
-Integration: the internals of `tsmeta.theory.ode` (valid domain, divergence events, records),
-driven here so that the implicit methods get the block-diagonal structure of the batch:
-BDF and Radau get `jac_sparsity` (one dense block per member) and a vectorised right-hand
-side, so a Jacobian costs one batched evaluation of (state size) columns; LSODA gets the band
-width of the blocks. Explicit methods (RK45, ...) are driven exactly as `integrate` does.
-Why this matters: at large rates the ODE is stiff near the fixed point (eigenvalues grow
-with eta_J and eta_w), and an explicit batched step follows the stiffest member: one member
-at eta_J = 30, eta_w = 40 costs RK45 ~50k evaluations to alpha = 450 (BDF: ~1k), and a
-15 x 15 phase diagram took ~330-600 s with RK45 against ~10 s with BDF (rtol 1e-6; 2 shared
-cores). Use `method: BDF` (rtol 1e-6) for sweeps. A member that runs into the singular edge
-of the domain can stall an implicit solver; it is split off and integrated alone with RK45
-(`_adaptive_blocks`), so the batch goes on.
+Integration: `tsmeta.theory.ode` (valid domain, divergence events, records), whose implicit
+methods use the block-diagonal structure of the batch (block-sparse Jacobian for BDF and
+Radau, band width for LSODA) and split off a member that stalls them (integrated alone with
+RK45). At large rates the ODE is stiff near the fixed point, and an explicit batched step
+follows the stiffest member: a 15 x 15 phase diagram took ~330-600 s with RK45 against
+~10 s with BDF (rtol 1e-6; 2 shared cores). Use `method: BDF` (rtol 1e-6) for sweeps.
 
 alpha_to_level: first crossing of eps_meta below each level on a fine log grid of
 `N_FINE` records (0.01 .. alpha_final), refined by linear interpolation of log eps_meta in
@@ -47,25 +41,12 @@ import time
 
 import numpy as np
 import xarray as xr
-from scipy.optimize import brentq
-from scipy.sparse import block_diag
 
 from tsmeta.io import params_to_attrs
 from tsmeta.params import RunParams
 from tsmeta.tasks import initial_state
-from tsmeta.theory.closed_form import Physics, eps_meta_closed_form
-from tsmeta.theory.ode import (
-    _SOLVERS,
-    DEFAULT_MAX_RHS_EVALS,
-    DEFAULT_SETTINGS,
-    _edge,
-    _fixed_rk4,
-    _Layout,
-    _margins,
-    _reshaped,
-    _Run,
-    _terms,
-)
+from tsmeta.theory.closed_form import Physics
+from tsmeta.theory.ode import DEFAULT_MAX_RHS_EVALS, DEFAULT_SETTINGS, _integrate
 
 N_FINE = 400  # records for the threshold crossings (log-spaced, 0.01 .. alpha_final)
 N_COARSE = 60  # records of the eps_meta curves in the output (the `alpha` dim)
@@ -83,11 +64,6 @@ STATE_KEYS = (
     "teacher_init",
     "seed_offset",
 )
-_IMPLICIT_SPARSE = ("BDF", "Radau")
-STALL_H = 1e-9  # a step shorter than this times max(alpha, 1e-3) counts as stalled
-STALL_STEPS = 3  # ... and this many such steps split the stalling member off the batch
-STALL_WINDOW, STALL_PROGRESS = 50, 5e-3  # or: log(alpha) advanced < 5e-3 in 50 steps
-CHUNK_ELEMENTS = 4e6  # bound on members * K^2 * D^2 (the I4 tensor) per evaluation
 _PREFIX = {"main": "", "eta_J": "jsearch_"}
 
 
@@ -146,146 +122,7 @@ def member_params(base: dict, point: dict) -> RunParams:
     return dataclasses.replace(params, algorithm="fo-anil", seeds=1)
 
 
-# --- batched integration with block-diagonal Jacobians ------------------------------------
-
-
-class _BlockSystem:
-    """Active members as one flat system; `fun` also takes (n, k) arrays (vectorised)."""
-
-    def __init__(self, T, phys: Physics, lay: _Layout, finite_v: bool):
-        self.T, self.phys, self.lay, self.finite_v = T, phys, lay, finite_v
-        self.B = T.shape[0]
-        self.nfev = 0  # right-hand sides of the whole batch (a column of a vectorised call: 1)
-        self._tiled = {}
-
-    def _tile(self, k):
-        if k not in self._tiled:
-            idx = np.tile(np.arange(self.B), k)
-            self._tiled[k] = (self.T[idx], self.phys.take(idx))
-        return self._tiled[k]
-
-    def deriv(self, y, T, phys):
-        """Right-hand side of members y (n, size) with constants T (n, M, M), phys (n,),
-        in chunks that bound the memory of the (K, K, D, D) tensors."""
-        K, D = self.lay.K, self.lay.K + 2 * self.lay.M
-        step = max(1, int(CHUNK_ELEMENTS // (K * K * D * D)))
-        out = np.empty_like(y)
-        for c in range(0, y.shape[0], step):
-            part = slice(c, c + step)
-            R, Q, w0 = self.lay.unpack(y[part])
-            ph = phys if y.shape[0] <= step else phys.take(np.arange(y.shape[0])[part])
-            d = _terms(R, Q, T[part], w0, ph, self.finite_v)
-            out[part] = self.lay.pack(d["dR"], d["dQ_first"] + d["dQ_finite_v"], d["dw0"])
-        return out
-
-    def fun(self, t, y):
-        if y.ndim == 1:
-            self.nfev += 1
-            return self.deriv(y.reshape(self.B, -1), self.T, self.phys).ravel()
-        k = y.shape[1]  # columns: k states of the whole batch (numerical Jacobian)
-        self.nfev += k
-        T, phys = self._tile(k)
-        flat = y.T.reshape(k * self.B, self.lay.size)
-        return self.deriv(flat, T, phys).reshape(k, -1).T
-
-    def margins(self, y):
-        return _margins(y, self.T, self.lay)
-
-
-def _solver(method, system: _BlockSystem, t0, y0, t_final, rtol, atol):
-    cls = _SOLVERS[method]
-    kwargs = {}
-    size = system.lay.size
-    if method in _IMPLICIT_SPARSE:
-        block = np.ones((size, size))
-        kwargs = {"jac_sparsity": block_diag([block] * system.B, format="csc"), "vectorized": True}
-    elif method == "LSODA":
-        kwargs = {"lband": size - 1, "uband": size - 1}
-    return cls(system.fun, t0, y0, t_final, rtol=rtol, atol=atol, **kwargs)
-
-
-def _adaptive_blocks(run: _Run, phys: Physics, finite_v, method, rtol, atol, budget):
-    """As `ode._adaptive` (terminal event on the smallest margin of the batch, members that
-    leave the valid domain are frozen and the others restart), with block-aware solvers.
-
-    An implicit solver can stall on a member that runs into the singular edge of the domain
-    (Newton fails, the step shrinks to ~1e-13): on a stall (STALL_STEPS steps shorter than
-    STALL_H * max(alpha, 1e-3), or log max(alpha, 1e-3) advancing by less than STALL_PROGRESS
-    in STALL_WINDOW steps) or a solver failure, the member with the largest right-hand
-    side relative to the tolerance leaves the batch and is integrated alone with RK45 (same
-    divergence handling), and the batch goes on without it.
-    """
-    t_final = run.alphas[-1]
-    implicit = method in _IMPLICIT_SPARSE or method == "LSODA"
-    while run.active.any() and run.next < len(run.alphas):
-        idx = np.flatnonzero(run.active)
-        system = _BlockSystem(run.T[idx], phys.take(idx), run.lay, finite_v)
-        shape = (len(idx), run.lay.size)
-        try:
-            solver = _solver(method, system, run.t, run.state[idx].ravel(), t_final, rtol, atol)
-        except (ArithmeticError, ValueError, np.linalg.LinAlgError):
-            run.stop(idx, run.t, stalled=True)
-            break
-        small_steps, times = 0, []
-        while run.next < len(run.alphas):
-            if run.nfev + system.nfev > budget:
-                run.state[idx] = solver.y.reshape(shape)
-                run.stop(idx, solver.t, stalled=True)
-                break
-            try:
-                solver.step()
-            except (ArithmeticError, ValueError, np.linalg.LinAlgError, RuntimeError):
-                solver.status = "failed"
-            if solver.status != "failed" and solver.t_old is not None:
-                small_steps += solver.t - solver.t_old < STALL_H * max(abs(solver.t), 1e-3)
-                times.append(max(abs(solver.t), 1e-3))
-            crawling = len(times) > STALL_WINDOW and (
-                math.log(times[-1] / times[-1 - STALL_WINDOW]) < STALL_PROGRESS
-            )
-            if implicit and (solver.status == "failed" or small_steps >= STALL_STEPS or crawling):
-                run.nfev += system.nfev
-                system.nfev = 0
-                _split_off(run, idx, system, phys, finite_v, rtol, atol, budget)
-                break
-            if solver.status == "failed":
-                run.stop(idx, solver.t, stalled=True)
-                break
-            interp = _reshaped(solver.dense_output(), shape)
-            y_new = solver.y.reshape(shape)
-            margins = system.margins(y_new)
-            if np.all(margins > 0.0):
-                run.record_until(idx, solver.t, y_new, interp)
-                run.state[idx], run.t = y_new, solver.t
-                continue
-            try:
-                t_exit = brentq(_edge(system, interp), solver.t_old, solver.t, xtol=1e-13)
-            except ValueError:  # no clean sign change (NaN on the interpolant): the step end
-                t_exit = solver.t
-            y_exit = interp(t_exit)
-            run.record_until(idx, t_exit, y_exit, interp)
-            run.leave(idx, t_exit, y_exit, system.margins(y_exit))
-            break
-        run.nfev += system.nfev
-
-
-def _split_off(run: _Run, idx, system: _BlockSystem, phys, finite_v, rtol, atol, budget):
-    """Integrate the member of idx that stalls the batch alone with RK45, from run.t on."""
-    y = run.state[idx]
-    with np.errstate(all="ignore"):
-        f = system.deriv(y, system.T, system.phys)
-        score = np.nanmax(np.abs(f) / (atol + rtol * np.abs(y)), axis=1)
-    score = np.where(np.isfinite(score), score, np.inf)
-    m = idx[int(np.argmax(score))]
-    alphas = np.concatenate([[run.t], run.alphas[run.next :]])
-    sub = _Run(run.state[m : m + 1], run.T[m : m + 1], alphas, run.lay)
-    _adaptive_blocks(sub, phys.take([m]), finite_v, "RK45", rtol, atol, max(budget - run.nfev, 0))
-    run.records[m, run.next :] = sub.records[0, 1:]
-    run.state[m] = sub.state[0]
-    run.diverged[m], run.stalled[m] = sub.diverged[0], sub.stalled[0]
-    run.alpha_div[m] = sub.alpha_div[0]
-    run.active[m] = False
-    run.nfev += sub.nfev
-    run.split_off = getattr(run, "split_off", 0) + 1
+# --- batched integration ------------------------------------------------------------------
 
 
 def integrate_members(
@@ -305,45 +142,20 @@ def integrate_members(
     (`max_rhs_evals` counts evaluations of the whole batch, a Jacobian column as one).
     """
     st = {**DEFAULT_SETTINGS, **(settings or {})}
-    max_rhs_evals = int(st.get("max_rhs_evals") or DEFAULT_MAX_RHS_EVALS)
-    method, fixed_step = st["method"], st["fixed_step"]
-    if method not in _SOLVERS:
-        raise ValueError(f"method must be one of {sorted(_SOLVERS)}, got {method!r}")
-    R0, Q0, T, w0 = (np.asarray(x, dtype=float) for x in (R0, Q0, T, w0))
-    B, K, M = R0.shape
-    alphas = np.asarray(alphas, dtype=float)
-    lay = _Layout(K, M)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        run = _Run(lay.pack(R0, Q0, w0), T, alphas, lay)
-        if fixed_step is None:
-            _adaptive_blocks(
-                run,
-                phys,
-                bool(st["finite_v"]),
-                method,
-                float(st["rtol"]),
-                float(st["atol"]),
-                max_rhs_evals,
-            )
-        else:
-            _fixed_rk4(run, phys, bool(st["finite_v"]), float(fixed_step), max_rhs_evals)
-        A = len(alphas)
-        R, Q, w = lay.unpack(run.records.reshape(B * A, lay.size))
-        R, Q, w = R.reshape(B, A, K, M), Q.reshape(B, A, K, K), w.reshape(B, A, K)
-        phys_ba = Physics(**{k: np.asarray(v)[:, None] for k, v in vars(phys).items()})
-        eps = eps_meta_closed_form(R, Q, T[:, None], w, phys_ba)
-    return {
-        "R": R,
-        "Q": Q,
-        "w0": w,
-        "eps_meta": eps,
-        "diverged": run.diverged,
-        "alpha_diverged": run.alpha_div,
-        "stalled": run.stalled,
-        "alpha": alphas,
-        "nfev": run.nfev,
-        "split_off": getattr(run, "split_off", 0),
-    }
+    return _integrate(
+        R0,
+        Q0,
+        T,
+        w0,
+        phys,
+        alphas,
+        st["method"],
+        float(st["rtol"]),
+        float(st["atol"]),
+        bool(st["finite_v"]),
+        st["fixed_step"],
+        int(st.get("max_rhs_evals") or DEFAULT_MAX_RHS_EVALS),
+    )
 
 
 # --- thresholds ---------------------------------------------------------------------------
