@@ -156,3 +156,13 @@ def test_report_contains_every_figure(finished_workflow):
     html = (finished_workflow / "report.html").read_text(errors="replace")
     for name in yaml.safe_load(TEST_CONFIG.read_text())["experiments"]:
         assert f"{name}.png" in html
+
+
+@pytest.mark.slow
+def test_another_config_replaces_the_default_one(tmp_path):
+    """From the repository root a --configfile must not merge into config/config.yaml."""
+    cmd = [sys.executable, "-m", "snakemake", "--configfile", str(TEST_CONFIG), "-n", "--forceall"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    figures = {w.split("=", 1)[1] for r, w in _planned_jobs(out.stdout) if r == "figure"}
+    assert figures == set(yaml.safe_load(TEST_CONFIG.read_text())["experiments"])
