@@ -214,12 +214,8 @@ class Simulation:
         u = draws["u"][:, c]
         zeta = draws["zeta"][:, c] if "zeta" in draws else None
         W = torch.cat([self.J, B_t], dim=-2)  # (S, K + M, N)
-        if self.sampler == "projected":
-            G = W @ W.transpose(-1, -2) / N
-            h = draws["z"][:, c] @ psd_root(G).transpose(-1, -2)  # fields with covariance G
-        else:
-            X = draws["X"][:, c]
-            h = X @ W.transpose(-1, -2) / math.sqrt(N)
+        X = draws["z" if self.sampler == "projected" else "X"][:, c]
+        h, G = self._fields(W, X)
         lam, nu_t = h[..., :K], h[..., K:]
         y = self._labels(nu_t, u, zeta)
         if p.algorithm in ("maml", "fo-maml"):
@@ -233,20 +229,28 @@ class Simulation:
                 lam[:, :P], y[:, :P], lam[:, P:], y[:, P:], self.w0,
                 eta_w=p.eta_w, inner_steps=p.inner_steps, second_order=p.algorithm == "anil",
             )  # fmt: skip
-            if d_tr is None:  # first order: only the validation inputs enter the J gradient
-                d_lam, h_used = d_val, h[:, P:]
-                X_used = None if self.sampler == "projected" else X[:, P:]
-            else:
-                d_lam, h_used = torch.cat([d_tr, d_val], dim=-2), h
-                X_used = None if self.sampler == "projected" else X
+            # inputs entering the J gradient: validation only (first order) or all (ANIL)
+            first = P if d_tr is None else 0
+            d_lam = d_val if d_tr is None else torch.cat([d_tr, d_val], dim=-2)
             if self.sampler == "projected":
-                grad_J = self._projected_input_sum(d_lam, h_used, W, G, draws["xi"][:, c])
+                grad_J = self._projected_input_sum(d_lam, h[:, first:], W, G, draws["xi"][:, c])
             else:
-                grad_J = d_lam.transpose(-1, -2) @ X_used
+                grad_J = d_lam.transpose(-1, -2) @ X[:, first:]
             grad_J = grad_J / math.sqrt(N)
         self.J = self.J - p.eta_J * grad_J
         self.w0 = self.w0 - (p.eta_w0_eff / N) * grad_w0
         self.t += 1
+
+    def _fields(self, W, noise):
+        """Fields h = W x / sqrt(N) of inputs x, and G = W W^T / N (projected sampler only).
+
+        dense: `noise` are the inputs x (..., n_ex, N); projected: standard normal field
+        coordinates (..., n_ex, K + M), turned into fields with covariance G exactly.
+        """
+        if self.sampler == "projected":
+            G = W @ W.transpose(-1, -2) / self.params.N
+            return noise @ psd_root(G).transpose(-1, -2), G
+        return noise @ W.transpose(-1, -2) / math.sqrt(self.params.N), None
 
     def _projected_input_sum(self, coef, h, W, G, xi):
         """sum_mu coef_mu x_mu, exactly in distribution, from the fields h of the inputs."""
@@ -320,11 +324,8 @@ class Simulation:
                 if p.gamma < 1:
                     B_t = p.gamma * B + math.sqrt(1 - p.gamma**2) * self._randn(gen, n, M, N)
                 W = torch.cat([J.expand(n, K, N), B_t], dim=-2)
-                if self.sampler == "projected":
-                    L_G = psd_root(W @ W.transpose(-1, -2) / N)
-                    h = self._randn(gen, n, n_ex, K + M) @ L_G.transpose(-1, -2)
-                else:
-                    h = self._randn(gen, n, n_ex, N) @ W.transpose(-1, -2) / math.sqrt(N)
+                dim = K + M if self.sampler == "projected" else N
+                h, _ = self._fields(W, self._randn(gen, n, n_ex, dim))
                 lam, nu_t = h[..., :K], h[..., K:]
                 y = model.network_output(nu_t, u)
                 y_adapt = y[:, : st.mc_adapt]
