@@ -15,6 +15,49 @@ from typing import NamedTuple
 
 import numpy as np
 import xarray as xr
+from scipy.optimize import linear_sum_assignment
+
+# --- relabelling student units ---------------------------------------------------------------
+
+
+def alignment(R_final: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Permutation and signs of the K student units that put student k on teacher k.
+
+    R_final (K, M). Returns (order, signs): new unit i is old unit order[i] times signs[i].
+    With K > M the unmatched units follow the matched ones.
+    """
+    K, M = R_final.shape
+    R = np.nan_to_num(R_final)
+    rows, cols = linear_sum_assignment(-np.abs(R))
+    matched = [int(r) for _, r in sorted(zip(cols, rows))]
+    order = np.array(matched + [k for k in range(K) if k not in matched])
+    best = R[order, np.argmax(np.abs(R[order]), axis=1)]
+    signs = np.where(best < 0, -1.0, 1.0)
+    return order, signs
+
+
+def align(ds: xr.Dataset, orders: dict, signs: dict) -> xr.Dataset:
+    """Apply per-seed relabelling (from `alignment`) to R, Q and w0."""
+    ds = ds.copy()
+    R, Q, w0 = ds["R"].values.copy(), ds["Q"].values.copy(), ds["w0"].values.copy()
+    for i, seed in enumerate(ds["seed"].values):
+        o, s = orders[int(seed)], signs[int(seed)]
+        R[i] = R[i][:, o, :] * s[None, :, None]
+        Q[i] = Q[i][:, o][:, :, o] * s[None, :, None] * s[None, None, :]
+        w0[i] = w0[i][:, o] * s[None, :]
+    ds["R"].values, ds["Q"].values, ds["w0"].values = R, Q, w0
+    return ds
+
+
+def align_pair(sim: xr.Dataset, theory: xr.Dataset | None):
+    orders, signs = {}, {}
+    for i, seed in enumerate(sim["seed"].values):
+        R = sim["R"].values[i]
+        finite = np.flatnonzero(np.isfinite(R).all(axis=(1, 2)))
+        last = finite[-1] if len(finite) else 0
+        orders[int(seed)], signs[int(seed)] = alignment(R[last])
+    return align(sim, orders, signs), (align(theory, orders, signs) if theory is not None else None)
+
 
 # --- arrangement of the student units on the teacher units --------------------------------
 
@@ -173,13 +216,11 @@ def stage_deviation(
     if the theory never reaches the level; alpha = 0 is left out, where both start from the
     same overlaps); `alpha_end`, if given, replaces that end (e.g. to compare two theory
     variants on the same window). Student units are relabelled per seed
-    (figures.dynamics.align_pair, the same permutation and signs for the simulation and its
+    (align_pair, the same permutation and signs for the simulation and its
     theory; the RMS does not depend on it). The RMS runs over seeds,
     alphas and matrix entries; non-finite entries (diverged seeds) are left out.
     Returns {"R", "Q", "log_eps", "alpha_end", "n_records"}.
     """
-    from tsmeta.figures.dynamics import align_pair
-
     sim, theory = _common(sim, theory)
     sim, theory = align_pair(sim, theory)
     alpha = sim["alpha"].values

@@ -9,63 +9,30 @@ record of the simulation). The theory of that seed gets the same relabelling.
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 import xarray as xr
-from scipy.optimize import linear_sum_assignment
 
+from tsmeta.analysis import align_pair, first_crossings
 from tsmeta.io import params_from_attrs
 
 
-def alignment(R_final: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Permutation and signs of the K student units that put student k on teacher k.
-
-    R_final (K, M). Returns (order, signs): new unit i is old unit order[i] times signs[i].
-    With K > M the unmatched units follow the matched ones.
-    """
-    K, M = R_final.shape
-    R = np.nan_to_num(R_final)
-    rows, cols = linear_sum_assignment(-np.abs(R))
-    matched = [int(r) for _, r in sorted(zip(cols, rows))]
-    order = np.array(matched + [k for k in range(K) if k not in matched])
-    best = R[order, np.argmax(np.abs(R[order]), axis=1)]
-    signs = np.where(best < 0, -1.0, 1.0)
-    return order, signs
-
-
-def align(ds: xr.Dataset, orders: dict, signs: dict) -> xr.Dataset:
-    """Apply per-seed relabelling (from `alignment`) to R, Q and w0."""
-    ds = ds.copy()
-    R, Q, w0 = ds["R"].values.copy(), ds["Q"].values.copy(), ds["w0"].values.copy()
-    for i, seed in enumerate(ds["seed"].values):
-        o, s = orders[int(seed)], signs[int(seed)]
-        R[i] = R[i][:, o, :] * s[None, :, None]
-        Q[i] = Q[i][:, o][:, :, o] * s[None, :, None] * s[None, None, :]
-        w0[i] = w0[i][:, o] * s[None, :]
-    ds["R"].values, ds["Q"].values, ds["w0"].values = R, Q, w0
-    return ds
-
-
-def align_pair(sim: xr.Dataset, theory: xr.Dataset | None):
-    orders, signs = {}, {}
-    for i, seed in enumerate(sim["seed"].values):
-        R = sim["R"].values[i]
-        finite = np.flatnonzero(np.isfinite(R).all(axis=(1, 2)))
-        last = finite[-1] if len(finite) else 0
-        orders[int(seed)], signs[int(seed)] = alignment(R[last])
-    return align(sim, orders, signs), (align(theory, orders, signs) if theory is not None else None)
-
-
-def first_crossing(alpha: np.ndarray, eps: np.ndarray, level: float) -> float:
-    below = np.flatnonzero(np.asarray(eps) < level)
-    return float(alpha[below[0]]) if len(below) else np.nan
+def alpha_axis(alpha: np.ndarray, xscale: str) -> np.ndarray:
+    """alpha as plotted: alpha = 0 has no place on a log axis (NaN there)."""
+    x = np.asarray(alpha, dtype=float).copy()
+    if xscale == "log":
+        x[x <= 0] = np.nan
+    return x
 
 
 def _band(ax, x, values, color, label=None, lw=1.6, alpha_fill=0.2):
-    """Mean over seeds (axis 0) with the min-max band."""
+    """Mean over seeds (axis 0) with the min-max band; quiet where every seed is NaN."""
     values = np.asarray(values, dtype=float)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN records: diverged seeds
         mean = np.nanmean(values, axis=0)
         lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
     ax.plot(x, mean, color=color, lw=lw, label=label)
@@ -88,9 +55,7 @@ def dynamics_row(axes, sim: xr.Dataset, theory: xr.Dataset | None, thresholds, x
     """eps_meta, R_kn and Q_kl against alpha for one run (simulation and theory)."""
     sim, theory = align_pair(sim, theory)
     alpha = sim["alpha"].values
-    x = alpha.copy()
-    if xscale == "log":
-        x[0] = np.nan  # alpha = 0 has no place on a log axis
+    x = alpha_axis(alpha, xscale)
     ax_e, ax_r, ax_q = axes
     palette = sns.color_palette("colorblind", 10)
 
@@ -108,11 +73,11 @@ def dynamics_row(axes, sim: xr.Dataset, theory: xr.Dataset | None, thresholds, x
     eps_sim = np.nanmean(sim["eps_meta"].values, 0)
     for level in thresholds:
         ax_e.axhline(level, color="grey", ls=":", lw=0.8)
-        a_sim = first_crossing(alpha, eps_sim, level)
+        a_sim = first_crossings(eps_sim, alpha, level)
         if np.isfinite(a_sim):
             ax_e.axvline(a_sim, color=palette[0], ls="--", lw=0.7, alpha=0.7)
         if theory is not None:
-            a_th = first_crossing(alpha, eps_th, level)
+            a_th = first_crossings(eps_th, alpha, level)
             if np.isfinite(a_th):
                 ax_e.axvline(a_th, color="black", ls="--", lw=0.7, alpha=0.5)
         ax_e.annotate(f"{level:g}", (1.0, level), xycoords=("axes fraction", "data"), fontsize=7,

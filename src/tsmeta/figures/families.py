@@ -15,7 +15,6 @@ many seeds of its run diverged.
 from __future__ import annotations
 
 import math
-import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -23,8 +22,8 @@ import seaborn as sns
 import xarray as xr
 
 from tsmeta import analysis
-from tsmeta.figures.dynamics import _band as _dyn_band
-from tsmeta.figures.dynamics import _run_label, align_pair
+from tsmeta.analysis import align_pair
+from tsmeta.figures.dynamics import _band, _run_label, alpha_axis
 from tsmeta.io import params_from_attrs
 
 DEFAULT_ESCAPE_LEVEL = 1e-3
@@ -35,13 +34,6 @@ ALPHA_LABEL = r"$\alpha = t/N$"
 
 
 # --- shared helpers -------------------------------------------------------------------------
-
-
-def _band(ax, x, values, color, label=None, **kw):
-    """figures.dynamics._band, quiet about records where every seed is NaN (diverged)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        _dyn_band(ax, x, values, color, label, **kw)
 
 
 def _legend(ax, **kw):
@@ -64,13 +56,6 @@ def _matched(sims, theories) -> list[xr.Dataset | None]:
             theory = theories[i]
         out.append(theory)
     return out
-
-
-def _x(alpha: np.ndarray, xscale: str) -> np.ndarray:
-    x = np.asarray(alpha, dtype=float).copy()
-    if xscale == "log":
-        x[x <= 0] = np.nan  # alpha = 0 has no place on a log axis
-    return x
 
 
 def _diverged_suffix(sim: xr.Dataset) -> str:
@@ -199,7 +184,7 @@ def draw_overparameterization(experiment, options, sims, theories, extra=None):
     for ax, (name, members) in zip(fam_axes, families.items()):
         for i in members:
             sim, p = sims[i], params[i]
-            x = _x(sim["alpha"].values, xscale)
+            x = alpha_axis(sim["alpha"].values, xscale)
             label = f"K={p.K}, η_J={p.eta_J:.3g}, η_w={p.eta_w:.3g}{_diverged_suffix(sim)}"
             _band(ax, x, sim["eps_meta"].values, color_of[p.K], label)
             _theory_line(ax, x, matched[i], color=color_of[p.K])
@@ -253,7 +238,7 @@ def draw_variability(experiment, options, sims, theories, extra=None):
         sim, theory, gamma = sims[i], matched[i], gammas[i]
         sim_al, th_al = _self_aligned(sim), _self_aligned(theory)
         color = palette[rank]
-        x = _x(sim["alpha"].values, xscale)
+        x = alpha_axis(sim["alpha"].values, xscale)
         label = f"γ={gamma:g}{_diverged_suffix(sim)}"
         _band(ax_e, x, sim["eps_meta"].values, color, label)
         _theory_line(ax_e, x, theory, color=color)
@@ -316,7 +301,7 @@ def draw_algorithms(experiment, options, sims, theories, extra=None):
     fig, (ax_e, ax_r) = plt.subplots(1, 2, figsize=(12, 4.3), layout="constrained")
     for i, (sim, p) in enumerate(zip(sims, params)):
         sim_al = _self_aligned(sim)
-        x = _x(sim["alpha"].values, xscale)
+        x = alpha_axis(sim["alpha"].values, xscale)
         label = f"{p.algorithm.upper()}{_diverged_suffix(sim)}"
         _band(ax_e, x, sim["eps_meta"].values, palette[i], label)
         _band(ax_r, x, _diag_overlap(sim_al), palette[i], label)
@@ -325,7 +310,7 @@ def draw_algorithms(experiment, options, sims, theories, extra=None):
     if with_theory:
         i = with_theory[0]
         theory = _self_aligned(matched[i])
-        x = _x(theory["alpha"].values, xscale)
+        x = alpha_axis(theory["alpha"].values, xscale)
         label = f"theory ({theory.attrs.get('theory_algorithm', 'fo-anil').upper()})"
         _theory_line(ax_e, x, theory, color="black", label=label)
         _theory_line(ax_r, x, theory, values=_diag_overlap(theory), color="black", label=label)
@@ -404,7 +389,7 @@ def draw_finite_size(experiment, options, sims, theories, extra=None):
 
     for rank, i in enumerate(table["index"]):
         sim, p = sims[i], _params(sims[i])
-        x = _x(sim["alpha"].values, xscale)
+        x = alpha_axis(sim["alpha"].values, xscale)
         _band(ax_e, x, sim["eps_meta"].values, palette[rank], f"N={p.N}{_diverged_suffix(sim)}")
         _theory_line(ax_e, x, matched[i], color=palette[rank], lw=0.8)
     ends = table["alpha_end"][np.isfinite(table["alpha_end"])]
@@ -498,7 +483,7 @@ def draw_finite_data(experiment, options, sims, theories, extra=None):
         ax.remove()
     for ax, sim, th, th0 in zip(axes, sims, with_v, without_v):
         p = _params(sim)
-        x = _x(sim["alpha"].values, xscale)
+        x = alpha_axis(sim["alpha"].values, xscale)
         _band(ax, x, sim["eps_meta"].values, "C0", "simulation" + _diverged_suffix(sim))
         _theory_line(ax, x, th, color="black", label="theory with finite-V term")
         _theory_line(ax, x, th0, color="C3", ls=":", lw=1.3, label="theory without it")

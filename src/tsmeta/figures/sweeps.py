@@ -22,7 +22,7 @@ import xarray as xr
 from matplotlib.colors import LogNorm
 from matplotlib.patches import Rectangle
 
-from tsmeta.figures.dynamics import first_crossing
+from tsmeta.analysis import first_crossings
 from tsmeta.io import params_from_attrs
 from tsmeta.theory.sweeps import minimal_rate
 
@@ -49,7 +49,7 @@ def _sim_reached(sim: xr.Dataset, level: float) -> bool:
     """Whether the simulation's eps_meta, mean over seeds, fell below level by alpha_final."""
     with np.errstate(all="ignore"):
         eps = np.nanmean(sim["eps_meta"].values, axis=0)
-    return bool(np.isfinite(first_crossing(sim["alpha"].values, eps, level)))
+    return bool(np.isfinite(first_crossings(eps, sim["alpha"].values, level)))
 
 
 def _combos(da: xr.DataArray, skip) -> list[dict]:
