@@ -25,6 +25,7 @@ from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, Radau
 from scipy.optimize import brentq
 from scipy.sparse import block_diag
 
+from tsmeta.io import describe, params_to_attrs
 from tsmeta.params import RunParams
 from tsmeta.theory.closed_form import (
     Physics,
@@ -463,29 +464,22 @@ def integrate_batched(members: Sequence[tuple], alphas, **kwargs) -> dict:
 
 # --- Dataset ------------------------------------------------------------------------------
 
-_VAR_ATTRS = {
-    "R": ("student-teacher overlap R_kn = J_k.B_n/N", "1", "ODE solution"),
-    "Q": ("student-student overlap Q_kl = J_k.J_l/N", "1", "ODE solution"),
-    "w0": ("head initialisation w0", "1", "ODE solution"),
-    "T": ("teacher-teacher overlap T_nm = B_n.B_m/N", "1", "constant; from the tasks file"),
+# long names and units come from tsmeta.io.describe (shared with the simulation)
+_DESCRIPTIONS = {
+    "R": "ODE solution",
+    "Q": "ODE solution",
+    "w0": "ODE solution",
+    "T": "constant; from the tasks file",
     "eps_meta": (
-        "meta-generalisation error, closed form in the order parameters",
-        "1",
         "head adapted with the exact expected gradient (P -> infinity), error against the "
-        "noiseless task teacher, averaged exactly over the task head u",
+        "noiseless task teacher, averaged exactly over the task head u"
     ),
     "diverged": (
-        "1 where the run left the valid domain (non-finite or exploding)",
-        "1",
         "non-finite, |entry| > 1e6, or the (J, B) Gram matrix not positive semidefinite, "
         "or the solver failed or ran out of evaluations (attribute stalled_seeds); "
-        "later records are NaN",
+        "later records are NaN"
     ),
-    "alpha_diverged": (
-        "alpha at which the run was marked diverged (NaN if it did not)",
-        "1",
-        "time of the exit from the valid domain",
-    ),
+    "alpha_diverged": "time of the exit from the valid domain",
 }
 
 
@@ -532,11 +526,11 @@ def theory_dataset(tasks: xr.Dataset, params: RunParams, settings: dict | None =
         },
         coords={"seed": seeds, "alpha": alphas, "k": k, "l": k, "n": n, "m": n},
     )
-    for name, (long_name, units, description) in _VAR_ATTRS.items():
-        ds[name].attrs.update(long_name=long_name, units=units, description=description)
-    ds["alpha"].attrs.update(long_name="time alpha = t / N", units="1")
+    describe(ds)
+    for name, description in _DESCRIPTIONS.items():
+        ds[name].attrs["description"] = description
     fv = bool(st["finite_v"])
-    ds.attrs.update(_params_attrs(params))
+    ds.attrs.update(params_to_attrs(params))
     ds.attrs.update(
         stage="theory",
         theory="FO-ANIL order-parameter ODEs, N -> infinity, P -> infinity (docs/theory.md)",
@@ -561,12 +555,3 @@ def theory_dataset(tasks: xr.Dataset, params: RunParams, settings: dict | None =
         wall_time_s=float(wall),
     )
     return ds
-
-
-def _params_attrs(params: RunParams) -> dict:
-    try:  # the project's own convention when available
-        from tsmeta.io import params_to_attrs
-
-        return params_to_attrs(params)
-    except ImportError:  # pragma: no cover
-        return {f"param_{k}": ("none" if v is None else v) for k, v in params.to_dict().items()}
