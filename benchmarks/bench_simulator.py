@@ -16,17 +16,18 @@ import numpy as np
 import torch
 
 from tsmeta.params import RunParams
-from tsmeta.simulate import SimSettings, Simulation
+from tsmeta.settings import SimSettings
+from tsmeta.simulation import Simulation
 from tsmeta.tasks import initial_state
 
 
 def tasks_per_second(params: RunParams, sampler: str, device: str, seconds: float) -> float:
     """Outer steps per second times seeds (recording excluded), after one warm-up chunk."""
     sim = Simulation(initial_state(params), params, SimSettings(sampler=sampler, device=device))
-    chunk = sim.settings.draw_chunk if sampler == "projected" else 1
+    chunk = sim.sampler.chunk
 
     def run_chunk():
-        draws = sim._draw_chunk(chunk)
+        draws = sim.draw(chunk)
         for c in range(chunk):
             sim.step(draws, c)
 
@@ -56,7 +57,7 @@ def bench_samplers(sizes, seeds, device, seconds):
 
 
 def bench_theory(sweep_size: int):
-    from tsmeta.theory import integrate, integrate_batched
+    from tsmeta.theory import integrate
 
     rng = np.random.default_rng(0)
     K = M = 3
@@ -68,17 +69,18 @@ def bench_theory(sweep_size: int):
     start = time.perf_counter()
     out = integrate(R0[None], Q0[None], T[None], w0[None], RunParams(), alphas)
     one = time.perf_counter() - start
-    below = alphas[np.flatnonzero(out["eps_meta"][0] < 1e-2)]
+    below = alphas[np.flatnonzero(out.eps_meta[0] < 1e-2)]
     print(f"# ODE, K = M = 3, eta_J = 3, eta_w = 9, to alpha = 450: {one:.2f} s "
           f"(eps_meta < 1e-2 from alpha = {below[0] if len(below) else np.nan:.1f})")  # fmt: skip
     grid = np.linspace(0.5, 6, sweep_size)
-    members = [(R0, Q0, T, w0, RunParams(eta_J=float(e))) for e in grid]
+    members = [RunParams(eta_J=float(e)) for e in grid]
+    stack = [np.broadcast_to(x, (sweep_size, *x.shape)) for x in (R0, Q0, T, w0)]
     start = time.perf_counter()
-    integrate_batched(members, alphas)
+    integrate(*stack, members, alphas)
     batched = time.perf_counter() - start
     start = time.perf_counter()
-    for m in members:
-        integrate(m[0][None], m[1][None], m[2][None], m[3][None], m[4], alphas)
+    for p in members:
+        integrate(R0[None], Q0[None], T[None], w0[None], p, alphas)
     looped = time.perf_counter() - start
     print(f"# theory sweep of {sweep_size} eta_J values: batched {batched:.2f} s, "
           f"one by one {looped:.2f} s, ratio {looped / batched:.1f}")  # fmt: skip

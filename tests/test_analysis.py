@@ -90,7 +90,9 @@ def test_first_stage_end_and_crossings():
     assert analysis.first_stage_end(eps[1], alpha, 0.01) == 3.0
     assert analysis.first_stage_end(eps, alpha, 0.01) == 2.0  # the earliest trajectory
     assert np.isnan(analysis.first_stage_end(eps, alpha, 1e-4))
-    np.testing.assert_array_equal(analysis.first_crossings(eps, alpha, 0.01), [2.0, 3.0])
+    np.testing.assert_array_equal(
+        analysis.first_crossing(eps, alpha, 0.01, interpolate=False), [2.0, 3.0]
+    )
 
 
 # --- power law ------------------------------------------------------------------------------
@@ -133,7 +135,8 @@ TINY = dict(N=40, P=40, V=40, seeds=2, alpha_final=3.0, n_records=6)
 @functools.cache
 def _run(finite_v: bool = True, **overrides):
     """(sim, theory) of a tiny real run; the theory is FO-ANIL at the run's parameters."""
-    from tsmeta.simulate import SimSettings, simulate
+    from tsmeta.settings import SimSettings
+    from tsmeta.simulation import simulate
     from tsmeta.tasks import initial_state
     from tsmeta.theory import theory_dataset
 

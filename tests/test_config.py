@@ -7,7 +7,7 @@ import pytest
 
 from tsmeta import config as tsconfig
 from tsmeta.params import RunParams
-from tsmeta.simulate import SimSettings
+from tsmeta.settings import SimSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = tsconfig.load(ROOT / "config" / "schema.yaml")

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from tsmeta import config as tsconfig
 from tsmeta.io import InputFileError, open_dataset, write_netcdf
 from tsmeta.params import RunParams
-from tsmeta.simulate import SimSettings, simulate
+from tsmeta.settings import SimSettings
+from tsmeta.simulation import simulate
 from tsmeta.stages import make_simulation, make_tasks
 from tsmeta.tasks import initial_state
 

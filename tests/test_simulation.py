@@ -11,7 +11,9 @@ from scipy import stats
 
 from tsmeta.io import open_dataset, write_netcdf
 from tsmeta.params import RunParams
-from tsmeta.simulate import SimSettings, Simulation, simulate
+from tsmeta.settings import SimSettings
+from tsmeta.simulation import Simulation, simulate
+from tsmeta.simulation.samplers import ProjectedSampler
 from tsmeta.tasks import initial_state
 from tsmeta.theory import eps_meta_closed_form
 
@@ -45,26 +47,27 @@ def _one_update(params, sampler, copies=3000, drop_orthogonal=False, monkeypatch
     sim = Simulation(tasks, params, dataclasses.replace(FAST, sampler=sampler, draw_chunk=1))
     if drop_orthogonal:  # negative control: a sampler that forgets x_perp
         monkeypatch.setattr(
-            Simulation, "_projected_input_sum",
-            lambda self, coef, h, W, G, xi: torch.linalg.solve(
+            ProjectedSampler, "input_sum",
+            lambda self, coef, inputs, h, W, G, xi: torch.linalg.solve(
                 G, (coef.transpose(-1, -2) @ h / params.N**0.5).transpose(-1, -2)
             ).transpose(-1, -2) @ W,
         )  # fmt: skip
-    J0 = sim.J.clone()
-    w00 = sim.w0.clone()
-    sim.step(sim._draw_chunk(1), 0)
+    state = sim.sampler
+    J0 = state.J.clone()
+    w00 = state.w0.clone()
+    sim.step(sim.draw(1), 0)
     N = params.N
-    dJ = sim.J - J0
+    dJ = state.J - J0
     gen = torch.Generator().manual_seed(99)
     v = torch.randn(N, generator=gen, dtype=torch.float64)
-    Q1, Q0 = sim.J @ sim.J.transpose(-1, -2) / N, J0 @ J0.transpose(-1, -2) / N
-    R1, R0 = sim.J @ sim.B.transpose(-1, -2) / N, J0 @ sim.B.transpose(-1, -2) / N
+    Q1, Q0 = state.J @ state.J.transpose(-1, -2) / N, J0 @ J0.transpose(-1, -2) / N
+    R1, R0 = state.J @ state.B.transpose(-1, -2) / N, J0 @ state.B.transpose(-1, -2) / N
     return {
         "dQ00": (Q1 - Q0)[:, 0, 0],
         "dQ01": (Q1 - Q0)[:, 0, 1],
         "dR00": (R1 - R0)[:, 0, 0],
         "dR11": (R1 - R0)[:, 1, 1],
-        "dw0": (sim.w0 - w00)[:, 0],
+        "dw0": (state.w0 - w00)[:, 0],
         "v.dJ0": dJ[:, 0] @ v,
         "v.dJ1": dJ[:, 1] @ v,
     }
@@ -118,10 +121,8 @@ def test_closed_form_eps_meta_matches_monte_carlo(sampler, gamma, N):
     settings = SimSettings(sampler=sampler, mc_tasks=n_tasks, mc_adapt=4000, mc_test=1000)
     sim = Simulation(initial_state(params), params, settings)
     mc, err = sim.eps_meta_monte_carlo()
-    N = params.N
-    R = (sim.J @ sim.B.transpose(-1, -2) / N).numpy()
-    Q = (sim.J @ sim.J.transpose(-1, -2) / N).numpy()
-    closed = eps_meta_closed_form(R, Q, sim.T, sim.w0.numpy(), params)
+    R, Q = (x.numpy() for x in sim.sampler.overlaps())
+    closed = eps_meta_closed_form(R, Q, sim.T, sim.sampler.w0.numpy(), params)
     # finite adaptation set: relative bias O(eta_w^2 / (K mc_adapt)) ~ 1e-2 at most
     tolerance = 4 * err + 0.01 * closed
     assert np.all(np.abs(mc - closed) < tolerance), (mc, closed, err)

@@ -15,19 +15,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from tsmeta.analysis import first_crossing, minimal_rate
 from tsmeta.io import open_dataset, params_to_attrs, write_netcdf
 from tsmeta.params import RunParams
 from tsmeta.tasks import initial_state
 from tsmeta.theory import integrate
-from tsmeta.theory.closed_form import Physics
-from tsmeta.theory.sweeps import (
-    axis_values,
-    first_crossing,
-    integrate_members,
-    minimal_rate,
-    run_sweep,
-    searches,
-)
+from tsmeta.theory.sweeps import axis_values, run_sweep, searches
 
 TIGHT = {"method": "RK45", "rtol": 1e-10, "atol": 1e-12}
 FAST = {"method": "BDF", "rtol": 1e-6, "atol": 1e-8}
@@ -64,10 +57,10 @@ def test_first_crossing_is_interpolated():
     alpha = np.concatenate([[0.0], np.geomspace(0.01, 50, 400)])
     eps = np.exp(-alpha)
     for level in (0.5, 0.01, 1e-3):
-        a = first_crossing(alpha, eps[None], level)[0]
+        a = first_crossing(eps[None], alpha, level)[0]
         assert a == pytest.approx(math.log(1 / level), rel=1e-3)
-    assert np.isnan(first_crossing(alpha, eps[None], 1e-30)[0])
-    assert first_crossing(alpha, eps[None], 2.0)[0] == 0.0
+    assert np.isnan(first_crossing(eps[None], alpha, 1e-30)[0])
+    assert first_crossing(eps[None], alpha, 2.0)[0] == 0.0
 
 
 # --- batched sweep == members one by one --------------------------------------------------
@@ -95,17 +88,15 @@ def test_sweep_equals_members_one_by_one(small_sweep):
             for eta_w in (4.0, 7.0):
                 p = RunParams.from_dict({**sweep["base"], "K": K, "init": init, "eta_w": eta_w})
                 ts = initial_state(dataclasses.replace(p, seeds=1))
-                solo = integrate(
-                    *(ts[v].values for v in ("R0", "Q0", "T", "w0")), p, alphas, **TIGHT
-                )
+                solo = integrate(*(ts[v].values for v in ("R0", "Q0", "T", "w0")), p, alphas, TIGHT)
                 m = ds.sel(K=K, init=init, eta_w=eta_w)
                 np.testing.assert_allclose(
-                    m["eps_meta"].values, solo["eps_meta"][0], rtol=1e-7, atol=1e-10
+                    m["eps_meta"].values, solo.eps_meta[0], rtol=1e-7, atol=1e-10
                 )
-                np.testing.assert_allclose(m["R"].values[:K, :2], solo["R"][0, -1], atol=1e-8)
-                np.testing.assert_allclose(m["Q"].values[:K, :K], solo["Q"][0, -1], atol=1e-8)
-                np.testing.assert_allclose(m["w0"].values[:K], solo["w0"][0, -1], atol=1e-8)
-                assert float(m["eps_final"]) == pytest.approx(solo["eps_meta"][0, -1], rel=1e-7)
+                np.testing.assert_allclose(m["R"].values[:K, :2], solo.R[0, -1], atol=1e-8)
+                np.testing.assert_allclose(m["Q"].values[:K, :K], solo.Q[0, -1], atol=1e-8)
+                np.testing.assert_allclose(m["w0"].values[:K], solo.w0[0, -1], atol=1e-8)
+                assert float(m["eps_final"]) == pytest.approx(solo.eps_meta[0, -1], rel=1e-7)
                 if K == 2:  # padded to the largest K
                     assert np.isnan(m["R"].values[2:]).all() and np.isnan(m["w0"].values[2])
     assert not ds["diverged"].any()
@@ -134,17 +125,9 @@ def test_fixed_point_eta_w_is_3K():
     K = 3
     eye = np.broadcast_to(np.eye(K), (2, K, K))
     params = [RunParams(K=K, M=K, eta_w=9.0), RunParams(K=K, M=K, eta_w=7.0)]
-    out = integrate_members(
-        eye,
-        eye,
-        eye,
-        np.zeros((2, K)),
-        Physics.from_params(params),
-        np.array([0.0, 1.0, 10.0]),
-        FAST,
-    )
-    assert np.abs(out["eps_meta"][0]).max() < 1e-12
-    assert np.all(out["eps_meta"][1] > 1e-3)
+    out = integrate(eye, eye, eye, np.zeros((2, K)), params, np.array([0.0, 1.0, 10.0]), FAST)
+    assert np.abs(out.eps_meta[0]).max() < 1e-12
+    assert np.all(out.eps_meta[1] > 1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -194,11 +177,9 @@ def test_divergence_is_marked_not_raised(method):
         *(ts[v].values for v in ("R0", "Q0", "T", "w0")),
         p,
         [0.0, 1.0],
-        method=method,
-        rtol=1e-8,
-        atol=1e-10,
+        {"method": method, "rtol": 1e-8, "atol": 1e-10},
     )
-    assert float(ds["eps_final"].sel(eta_J=3.0)) == pytest.approx(solo["eps_meta"][0, -1], rel=1e-4)
+    assert float(ds["eps_final"].sel(eta_J=3.0)) == pytest.approx(solo.eps_meta[0, -1], rel=1e-4)
 
 
 def test_minimal_rate_interpolates_between_grid_points():

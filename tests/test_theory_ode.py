@@ -12,17 +12,35 @@ import xarray as xr
 from scipy.special import erf
 
 from tsmeta.params import RunParams
+from tsmeta.settings import TheorySettings
 from tsmeta.theory import (
     adapted_head,
     eps_meta_closed_form,
     field_covariance,
     integrate,
-    integrate_batched,
-    rhs_terms,
+    term_drifts,
     theory_dataset,
 )
 
 N_SIGMA = 5.0
+
+
+def rhs_terms(R, Q, T, w0, p):
+    """The FO-ANIL right-hand side term by term, in the names of the Monte Carlo below."""
+    d = term_drifts(R, Q, T, w0, p, ("first_order", "finite_v"))
+    first = d["first_order"]
+    return {
+        "dR": first["dR"],
+        "dQ_first": first["dQ"],
+        "dQ_finite_v": d["finite_v"]["dQ"],
+        "dw0": first["dw0"],
+    }
+
+
+def integrate_batched(members, alphas, **settings):
+    """Members (R0, Q0, T, w0, params) with different parameters as one batched system."""
+    stack = [np.stack([np.asarray(m[j], dtype=float) for m in members]) for j in range(4)]
+    return integrate(*stack, [m[4] for m in members], alphas, TheorySettings(**settings))
 
 
 def g(z):
@@ -200,9 +218,11 @@ def test_batched_equals_one_by_one():
     for i in range(3):
         one = integrate(R0[i : i + 1], Q0[i : i + 1], T[i : i + 1], w0[i : i + 1], p, alphas)
         for key in ("R", "Q", "w0", "eps_meta"):
-            np.testing.assert_allclose(batch[key][i], one[key][0], rtol=0, atol=2e-7)
-    assert not batch["diverged"].any()
-    np.testing.assert_allclose(batch["Q"], np.swapaxes(batch["Q"], -1, -2), atol=1e-12)
+            np.testing.assert_allclose(
+                getattr(batch, key)[i], getattr(one, key)[0], rtol=0, atol=2e-7
+            )
+    assert not batch.diverged.any()
+    np.testing.assert_allclose(batch.Q, np.swapaxes(batch.Q, -1, -2), atol=1e-12)
 
 
 def test_integrate_batched_different_params():
@@ -216,7 +236,9 @@ def test_integrate_batched_different_params():
     for i in range(2):
         one = integrate(R0[i], Q0[i], T[i], w0[i], ps[i], alphas)
         for key in ("R", "Q", "w0", "eps_meta"):
-            np.testing.assert_allclose(both[key][i], one[key][0], rtol=0, atol=2e-7)
+            np.testing.assert_allclose(
+                getattr(both, key)[i], getattr(one, key)[0], rtol=0, atol=2e-7
+            )
 
 
 def test_fixed_step_rk4_agrees_with_solve_ivp():
@@ -224,10 +246,10 @@ def test_fixed_step_rk4_agrees_with_solve_ivp():
     R0, Q0, T, w0 = initial_overlaps(3, 3, seeds=[4, 5], R_scale=5.0)
     alphas = p.alphas()
     ref = integrate(R0, Q0, T, w0, p, alphas)
-    rk4 = integrate(R0, Q0, T, w0, p, alphas, fixed_step=0.01)
+    rk4 = integrate(R0, Q0, T, w0, p, alphas, {"fixed_step": 0.01})
     for key in ("R", "Q", "w0", "eps_meta"):
-        np.testing.assert_allclose(rk4[key], ref[key], rtol=0, atol=1e-7)
-    assert np.abs(ref["R"][:, -1] - ref["R"][:, 0]).max() > 1e-2  # it did move
+        np.testing.assert_allclose(getattr(rk4, key), getattr(ref, key), rtol=0, atol=1e-7)
+    assert np.abs(ref.R[:, -1] - ref.R[:, 0]).max() > 1e-2  # it did move
 
 
 @pytest.mark.parametrize("fixed_step", [None, 0.001])
@@ -241,23 +263,23 @@ def test_divergence_is_marked_not_raised(fixed_step):
         alphas,
         fixed_step=fixed_step,
     )
-    assert out["diverged"].tolist() == [True, False]
-    a_div = out["alpha_diverged"][0]
-    assert 0 < a_div < alphas[-1] and np.isnan(out["alpha_diverged"][1])
+    assert out.diverged.tolist() == [True, False]
+    a_div = out.alpha_diverged[0]
+    assert 0 < a_div < alphas[-1] and np.isnan(out.alpha_diverged[1])
     later = alphas > a_div
-    assert np.all(np.isnan(out["Q"][0, later])) and np.all(np.isnan(out["eps_meta"][0, later]))
-    assert np.all(np.isfinite(out["Q"][0, ~later]))
+    assert np.all(np.isnan(out.Q[0, later])) and np.all(np.isnan(out.eps_meta[0, later]))
+    assert np.all(np.isfinite(out.Q[0, ~later]))
     # the healthy member is unaffected by its diverging neighbour
-    solo = integrate(R0[1], Q0[1], T[1], w0[1], good, alphas, fixed_step=fixed_step)
-    np.testing.assert_allclose(out["Q"][1], solo["Q"][0], rtol=0, atol=1e-7)
+    solo = integrate(R0[1], Q0[1], T[1], w0[1], good, alphas, {"fixed_step": fixed_step})
+    np.testing.assert_allclose(out.Q[1], solo.Q[0], rtol=0, atol=1e-7)
 
 
 def test_invalid_initial_state_is_diverged_at_start():
     p = RunParams(alpha_final=1.0, n_records=5)
     Q0 = np.array([[[1.0, 2.0, 0], [2.0, 1.0, 0], [0, 0, 1.0]]])  # not PSD
     out = integrate(np.zeros((1, 3, 3)), Q0, np.eye(3), np.zeros((1, 3)), p, p.alphas())
-    assert out["diverged"][0] and out["alpha_diverged"][0] == 0.0
-    assert np.all(np.isnan(out["Q"]))
+    assert out.diverged[0] and out.alpha_diverged[0] == 0.0
+    assert np.all(np.isnan(out.Q))
 
 
 def test_dynamics_learn_the_task():
@@ -267,8 +289,8 @@ def test_dynamics_learn_the_task():
     start = time.perf_counter()
     out = integrate(R0, Q0, T, w0, p, p.alphas())
     wall = time.perf_counter() - start
-    eps = out["eps_meta"]
-    assert not out["diverged"].any()
+    eps = out.eps_meta
+    assert not out.diverged.any()
     below = eps < 1e-2
     assert below[:, -1].all()
     first = [float(p.alphas()[np.argmax(b)]) for b in below]
@@ -322,9 +344,9 @@ def test_theory_dataset():
         tasks.w0.values,
         p,
         p.alphas(),
-        finite_v=False,
+        {"finite_v": False},
     )
-    np.testing.assert_allclose(ds["Q"].values, ref["Q"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ds["Q"].values, ref.Q, rtol=0, atol=1e-12)
     np.testing.assert_allclose(ds["R"].isel(alpha=0).values, tasks.R0.values, atol=0)
     with pytest.raises(ValueError):
         theory_dataset(tasks, p, {"bogus": 1})
@@ -334,8 +356,8 @@ def test_exhausted_budget_marks_stalled_without_raising():
     p = RunParams(alpha_final=50.0, n_records=20)
     R0, Q0, T, w0 = initial_overlaps(3, 3, seeds=[0, 1])
     alphas = p.alphas()
-    out = integrate(R0, Q0, T, w0, p, alphas, max_rhs_evals=200)
-    assert out["stalled"].all() and out["diverged"].all()
-    a_div = out["alpha_diverged"]
+    out = integrate(R0, Q0, T, w0, p, alphas, {"max_rhs_evals": 200})
+    assert out.stalled.all() and out.diverged.all()
+    a_div = out.alpha_diverged
     assert np.all((a_div > 0) & (a_div < alphas[-1]))
-    assert np.all(np.isnan(out["Q"][:, -1])) and np.all(np.isfinite(out["Q"][:, 0]))
+    assert np.all(np.isnan(out.Q[:, -1])) and np.all(np.isfinite(out.Q[:, 0]))

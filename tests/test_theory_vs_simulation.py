@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tsmeta.params import RunParams
-from tsmeta.simulate import SimSettings, simulate
+from tsmeta.settings import SimSettings
+from tsmeta.simulation import simulate
 from tsmeta.tasks import initial_state
 from tsmeta.theory import theory_dataset
 

@@ -164,14 +164,77 @@ def error_floor(eps, alpha, window: float = 0.2) -> np.ndarray | float:
     return float(floor) if np.ndim(floor) == 0 else floor
 
 
-def first_crossings(eps, alpha, level: float) -> np.ndarray:
-    """Per trajectory (eps (..., A)), the first alpha where eps < level (NaN if never)."""
+def log_interpolate(x0: float, x1: float, e0: float, e1: float, level: float) -> float:
+    """Where log e crosses log level between (x0, e0) and (x1, e1), linear in log x (in x if
+    x0 <= 0); x1 where the bracket cannot be interpolated (non-finite or non-positive e)."""
+    if not (np.isfinite(e0) and e0 > 0 and e1 > 0 and e0 != e1):
+        return x1
+    f = (math.log(e0) - math.log(level)) / (math.log(e0) - math.log(e1))
+    f = min(max(f, 0.0), 1.0)
+    if x0 > 0:
+        return math.exp(math.log(x0) + f * (math.log(x1) - math.log(x0)))
+    return x0 + f * (x1 - x0)
+
+
+def first_crossing(eps, alpha, level: float, interpolate: bool = True) -> np.ndarray:
+    """Per trajectory (eps (..., A) on the grid alpha (A,)), the first alpha where eps falls
+    below level, shape (...); NaN if never (a NaN record, e.g. after divergence, never counts).
+
+    interpolate: log eps interpolated linearly in log alpha between the last record above
+    and the first below the level (`log_interpolate`); False: the first record below.
+    """
     eps = np.asarray(eps, dtype=float)
     alpha = np.asarray(alpha, dtype=float)
-    below = eps < level  # NaN compares False: a diverged record never counts as a crossing
+    flat = eps.reshape(-1, eps.shape[-1])
+    below = flat < level
     hit = below.any(axis=-1)
     first = np.argmax(below, axis=-1)
-    return np.where(hit, alpha[first], np.nan)
+    out = np.where(hit, alpha[first], np.nan)
+    if interpolate:
+        for i in np.flatnonzero(hit & (first > 0)):
+            j, e = first[i], flat[i]
+            out[i] = log_interpolate(alpha[j - 1], alpha[j], e[j - 1], e[j], level)
+    return out.reshape(eps.shape[:-1])
+
+
+def minimal_rate(ds: xr.Dataset, axis: str, level: float, prefix: str = "") -> xr.Dataset:
+    """Smallest value of the grid axis `axis` of a theory sweep (`theory.sweeps.run_sweep`) at
+    which eps_meta falls below `level` by alpha_final.
+
+    Along `axis` (for every value of the other grid axes): `upper` is the smallest grid value
+    that passes (eps_meta < level on the fine records, i.e. eps_min < level), `lower` the grid
+    value just below it (NaN if `upper` is the first grid value), and `rate` the threshold
+    by `log_interpolate` of log eps_min between them (upper if no lower). All three are NaN
+    where no grid value passes. `prefix` selects the search ('jsearch_').
+    """
+    eps_min = ds[prefix + "eps_min"]
+    other = [d for d in eps_min.dims if d != axis]
+    em = eps_min.transpose(*other, axis)
+    values = np.asarray(ds[axis].values, dtype=float)
+    order = np.argsort(values)
+    values, em_vals = values[order], em.values[..., order]
+    shape = em_vals.shape[:-1]
+    rate, lower, upper = (np.full(shape, np.nan) for _ in range(3))
+    for pos in np.ndindex(shape):
+        e = em_vals[pos]
+        passed = np.flatnonzero(e < level)
+        if not len(passed):
+            continue
+        j = int(passed[0])
+        upper[pos] = rate[pos] = values[j]
+        if j > 0:
+            lower[pos] = values[j - 1]
+            rate[pos] = log_interpolate(values[j - 1], values[j], e[j - 1], e[j], level)
+    out = xr.Dataset(
+        {
+            "rate": (tuple(other), rate),
+            "lower": (tuple(other), lower),
+            "upper": (tuple(other), upper),
+        },
+        coords={d: ds[d].values for d in other},
+    )
+    out.attrs.update(axis=axis, level=float(level))
+    return out
 
 
 def first_stage_end(theory_eps, alpha, level: float = 0.01) -> float:
@@ -181,7 +244,7 @@ def first_stage_end(theory_eps, alpha, level: float = 0.01) -> float:
     the earliest crossing is returned, so that the window it defines is in the first stage
     for every trajectory. NaN if no trajectory reaches the level.
     """
-    crossings = first_crossings(theory_eps, alpha, level)
+    crossings = first_crossing(theory_eps, alpha, level, interpolate=False)
     if np.all(np.isnan(crossings)):
         return float("nan")
     return float(np.nanmin(crossings))
@@ -296,7 +359,7 @@ class EscapeSpread(NamedTuple):
 
 def escape_alphas(sim: xr.Dataset, level: float = 1e-3) -> np.ndarray:
     """Per seed, the first alpha where the simulation's eps_meta falls below level (NaN: never)."""
-    return first_crossings(sim["eps_meta"].values, sim["alpha"].values, level)
+    return first_crossing(sim["eps_meta"].values, sim["alpha"].values, level, interpolate=False)
 
 
 def _spread(values: np.ndarray) -> EscapeSpread:

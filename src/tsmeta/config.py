@@ -16,12 +16,11 @@ from pathlib import Path
 
 import yaml
 
-from tsmeta.params import RunParams
-from tsmeta.simulate import SimSettings, resolve_sampler
-from tsmeta.theory.ode import DEFAULT_SETTINGS as THEORY_DEFAULT_SETTINGS
+from tsmeta.params import DEFAULT_LEVELS, RunParams
+from tsmeta.settings import SimSettings, TheorySettings, resolve_sampler
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
-THEORY_DEFAULTS = dict(THEORY_DEFAULT_SETTINGS)
+THEORY_DEFAULTS = TheorySettings().to_dict()
 
 
 class ConfigError(ValueError):
@@ -160,10 +159,14 @@ def expand(config: dict) -> Plan:
         names = []
         sim = _canonical(_merge(sim_global, entry.get("simulation")))
         theory = _canonical(_merge(theory_global, entry.get("theory")))
-        try:
-            SimSettings.from_dict(sim)
-        except ValueError as exc:
-            raise ConfigError(f"config key 'experiments.{exp_name}.simulation': {exc}") from exc
+        for what, cls, values in (
+            ("simulation", SimSettings, sim),
+            ("theory", TheorySettings, theory),
+        ):
+            try:
+                cls.from_dict(values)
+            except ValueError as exc:
+                raise ConfigError(f"config key 'experiments.{exp_name}.{what}': {exc}") from exc
         stages = list(entry.get("stages", ["simulate", "theory"]))
         points = _run_points(entry) if stages else []  # theory-sweep-only figures have no runs
         for i, point in enumerate(points):
@@ -173,7 +176,7 @@ def expand(config: dict) -> Plan:
             except (ValueError, TypeError) as exc:
                 raise ConfigError(f"config key 'experiments.{exp_name}' (run {i}): {exc}") from exc
             try:
-                resolve_sampler(sim.get("sampler", "auto"), params.algorithm)
+                resolve_sampler(sim.get("sampler", "auto"), params)
             except ValueError as exc:
                 raise ConfigError(f"config key 'simulation.sampler' ({exp_name}): {exc}") from exc
             name = params.name()
@@ -201,7 +204,7 @@ def expand(config: dict) -> Plan:
                     f"config key 'experiments.{exp_name}.theory_sweep.base': {exc}"
                 ) from exc
             sweep["base"] = base
-            sweep.setdefault("levels", [0.01, 0.001])
+            sweep.setdefault("levels", list(DEFAULT_LEVELS))
             sweep = _canonical(sweep)
         experiments[exp_name] = Experiment(
             name=exp_name,

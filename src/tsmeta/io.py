@@ -8,6 +8,7 @@ import platform
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from tsmeta.params import RunParams
@@ -42,7 +43,47 @@ VARIABLES = {
     "eps_meta_mc_err": ("standard error of eps_meta_mc over the sampled tasks", "1"),
     "diverged": ("1 where the run left the valid domain (non-finite or exploding)", "1"),
     "alpha_diverged": ("alpha at which the run was marked diverged (NaN if it did not)", "1"),
+    "t": ("outer step (task count)", "1"),
 }
+
+# The dimension schema, written once: k, l index student units, n, m teacher units, i inputs.
+TRAJECTORY_DIMS = {  # sim.nc and theory.nc
+    "R": ("seed", "alpha", "k", "n"),
+    "Q": ("seed", "alpha", "k", "l"),
+    "w0": ("seed", "alpha", "k"),
+    "T": ("seed", "n", "m"),
+    "eps_meta": ("seed", "alpha"),
+    "eps_meta_mc": ("seed", "alpha"),
+    "eps_meta_mc_err": ("seed", "alpha"),
+    "diverged": ("seed",),
+    "alpha_diverged": ("seed",),
+    "t": ("alpha",),
+}
+TASKS_DIMS = {  # tasks.nc
+    "B": ("seed", "n", "i"),
+    "J": ("seed", "k", "i"),
+    "w0": ("seed", "k"),
+    "R0": ("seed", "k", "n"),
+    "Q0": ("seed", "k", "l"),
+    "T": ("seed", "n", "m"),
+}
+
+
+def order_parameter_dataset(
+    values: dict, seeds, K: int, M: int, alpha=None, dims=TRAJECTORY_DIMS, attrs=None
+) -> xr.Dataset:
+    """A Dataset of `values` (name -> array) with the dims of `dims` and the shared coords
+    seed, alpha (if given), k, l, n, m; long names and units from VARIABLES."""
+    coords = {"seed": seeds}
+    if alpha is not None:
+        coords["alpha"] = alpha
+    coords.update(k=np.arange(K), l=np.arange(K), n=np.arange(M), m=np.arange(M))
+    ds = xr.Dataset(
+        {name: (dims[name], value) for name, value in values.items()},
+        coords=coords,
+        attrs=attrs or {},
+    )
+    return describe(ds)
 
 
 class InputFileError(RuntimeError):

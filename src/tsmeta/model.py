@@ -4,7 +4,7 @@ Everything here is batched over a leading seed axis. Because the networks see an
 only through its fields (`lambda = J x / sqrt(N)`, `nu_t = B_t x / sqrt(N)`), FO-ANIL and
 ANIL are written in field space: `field_gradients` returns dL_val/d(fields) per example and
 dL_val/dw0; the J gradient is then sum_mu dL/dlambda^mu x^mu / sqrt(N), assembled by the
-sampler (`tsmeta.simulate`). MAML and FO-MAML adapt J too, so they work on the weights.
+sampler (`tsmeta.simulation.samplers`). MAML and FO-MAML adapt J too, so they work on the weights.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ INITS = ("random", "symmetric")
 TEACHER_INITS = ("gaussian", "orthonormal")
 ALPHA_GRIDS = ("log", "linear")
 NAME_KEYS = ("K", "M", "N", "eta_J", "eta_w")  # always in a run name
+DEFAULT_LEVELS = (0.01, 0.001)  # eps_meta levels: first stage learnt, units aligned one-to-one
+ALPHA_MIN = 0.01  # first positive record of a log alpha grid
 
 
 @dataclass(frozen=True)
@@ -127,13 +129,18 @@ class RunParams:
         return hashlib.sha256(payload).hexdigest()[:12]
 
 
+def log_alpha_grid(alpha_final: float, n: int, first: float = ALPHA_MIN) -> np.ndarray:
+    """0, then n log-spaced times from `first` to alpha_final (the records of every curve)."""
+    return np.concatenate([[0.0], np.geomspace(first, max(alpha_final, first), n)])
+
+
 def record_steps(N: int, alpha_final: float, n_records: int, grid: str) -> np.ndarray:
+    """Outer steps of the records: the alpha grid in units of tasks, rounded to whole steps."""
     total = int(round(alpha_final * N))
     if grid == "linear":
         steps = np.linspace(0, total, n_records + 1)
-    else:
-        first = max(1.0, 0.01 * N)  # alpha = 0.01 is the first positive record
-        steps = np.concatenate([[0.0], np.geomspace(first, max(total, first), n_records)])
+    else:  # the log grid in steps; alpha = ALPHA_MIN, but at least one step, comes first
+        steps = log_alpha_grid(total, n_records, first=max(1.0, ALPHA_MIN * N))
     return np.unique(np.round(steps).astype(np.int64).clip(0, total))
 
 

@@ -16,6 +16,7 @@ import xarray as xr
 
 from tsmeta.io import open_dataset, params_from_attrs, write_netcdf
 from tsmeta.params import RunParams
+from tsmeta.settings import SimSettings, TheorySettings
 
 log = logging.getLogger(__name__)
 COMPARED = ("eps_meta", "R", "Q", "w0")
@@ -47,33 +48,40 @@ def _tasks_for(path, params: RunParams) -> xr.Dataset:
 
 
 def make_simulation(
-    tasks_path, params: RunParams, settings: dict | None, out, checkpoint=None, progress=None
+    tasks_path,
+    params: RunParams,
+    settings: SimSettings | dict | None,
+    out,
+    checkpoint=None,
+    progress=None,
 ) -> Path:
-    from tsmeta.simulate import SimSettings, simulate
+    from tsmeta.simulation import simulate
 
     tasks = _tasks_for(tasks_path, params)
-    ds = simulate(
-        tasks, params, SimSettings.from_dict(settings), checkpoint=checkpoint, progress=progress
-    )
+    if not isinstance(settings, SimSettings):
+        settings = SimSettings.from_dict(settings)
+    ds = simulate(tasks, params, settings, checkpoint=checkpoint, progress=progress)
     path = write_netcdf(ds, out)
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
     return path
 
 
-def make_theory(tasks_path, params: RunParams, settings: dict | None, out) -> Path:
+def make_theory(tasks_path, params: RunParams, settings: TheorySettings | dict | None, out) -> Path:
     """The FO-ANIL theory of a run; for ANIL, MAML, FO-MAML runs the FO-ANIL theory at the
     same parameters (attribute `theory_algorithm`), which is what the paper compares with."""
     from tsmeta.io import params_to_attrs
     from tsmeta.theory import theory_dataset
 
     tasks = _tasks_for(tasks_path, params)
-    ds = theory_dataset(tasks, dataclasses.replace(params, algorithm="fo-anil"), settings)
+    ds = theory_dataset(
+        tasks, dataclasses.replace(params, algorithm="fo-anil"), TheorySettings.coerce(settings)
+    )
     ds.attrs.update(params_to_attrs(params), theory_algorithm="fo-anil")
     return write_netcdf(ds, out)
 
 
-def make_sweep(sweep: dict, settings: dict | None, out) -> Path:
+def make_sweep(sweep: dict, settings: TheorySettings | dict | None, out) -> Path:
     from tsmeta.theory.sweeps import run_sweep
 
     return write_netcdf(run_sweep(sweep, settings), out)

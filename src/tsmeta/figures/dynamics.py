@@ -16,7 +16,7 @@ import numpy as np
 import seaborn as sns
 import xarray as xr
 
-from tsmeta.analysis import align_pair, first_crossings
+from tsmeta.analysis import align_pair, first_crossing
 from tsmeta.io import params_from_attrs
 
 
@@ -73,11 +73,11 @@ def dynamics_row(axes, sim: xr.Dataset, theory: xr.Dataset | None, thresholds, x
     eps_sim = np.nanmean(sim["eps_meta"].values, 0)
     for level in thresholds:
         ax_e.axhline(level, color="grey", ls=":", lw=0.8)
-        a_sim = first_crossings(eps_sim, alpha, level)
+        a_sim = first_crossing(eps_sim, alpha, level)
         if np.isfinite(a_sim):
             ax_e.axvline(a_sim, color=palette[0], ls="--", lw=0.7, alpha=0.7)
         if theory is not None:
-            a_th = first_crossings(eps_th, alpha, level)
+            a_th = first_crossing(eps_th, alpha, level)
             if np.isfinite(a_th):
                 ax_e.axvline(a_th, color="black", ls="--", lw=0.7, alpha=0.5)
         ax_e.annotate(f"{level:g}", (1.0, level), xycoords=("axes fraction", "data"), fontsize=7,

@@ -22,9 +22,8 @@ import xarray as xr
 from matplotlib.colors import LogNorm
 from matplotlib.patches import Rectangle
 
-from tsmeta.analysis import first_crossings
+from tsmeta.analysis import first_crossing, minimal_rate
 from tsmeta.io import params_from_attrs
-from tsmeta.theory.sweeps import minimal_rate
 
 _SEARCHES = (("", "eta_w", "eta_J"), ("jsearch_", "eta_J", "eta_w"))  # prefix, axis, fixed
 _TEX = {"eta_w": r"\eta_w", "eta_J": r"\eta_J"}
@@ -49,7 +48,7 @@ def _sim_reached(sim: xr.Dataset, level: float) -> bool:
     """Whether the simulation's eps_meta, mean over seeds, fell below level by alpha_final."""
     with np.errstate(all="ignore"):
         eps = np.nanmean(sim["eps_meta"].values, axis=0)
-    return bool(np.isfinite(first_crossings(eps, sim["alpha"].values, level)))
+    return bool(np.isfinite(first_crossing(eps, sim["alpha"].values, level)))
 
 
 def _combos(da: xr.DataArray, skip) -> list[dict]:

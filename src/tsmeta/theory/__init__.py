@@ -1,4 +1,9 @@
-"""Order-parameter ODE theory of FO-ANIL (N -> infinity, P -> infinity); see docs/theory.md."""
+"""Order-parameter ODE theory (N -> infinity); see docs/theory.md.
+
+integrals (Gaussian averages) -> closed_form (adapted head, moments over u, eps_meta) ->
+rhs (the physics: named terms of d(R, Q, w0)/d(alpha)) -> integrator (batched stepping) ->
+dataset (the theory stage) and sweeps (theory-only grids).
+"""
 
 from tsmeta.theory.closed_form import (
     Physics,
@@ -7,21 +12,26 @@ from tsmeta.theory.closed_form import (
     field_covariance,
     head_moments,
 )
+from tsmeta.theory.dataset import theory_dataset
 from tsmeta.theory.integrals import I2, I3, I4, J2
-from tsmeta.theory.ode import integrate, integrate_batched, rhs_terms, theory_dataset
+from tsmeta.theory.integrator import Trajectory, integrate
+from tsmeta.theory.rhs import TERMS, drift, term_drifts, terms_for
 
 __all__ = [
     "I2",
     "I3",
     "I4",
     "J2",
+    "TERMS",
     "Physics",
+    "Trajectory",
     "adapted_head",
+    "drift",
     "eps_meta_closed_form",
     "field_covariance",
     "head_moments",
     "integrate",
-    "integrate_batched",
-    "rhs_terms",
+    "term_drifts",
+    "terms_for",
     "theory_dataset",
 ]

@@ -115,8 +115,9 @@ def adapted_head(R, Q, T, w0, *, K: int, M: int, eta_w, inner_steps, gamma):
 def head_moments(a, G, u_mean, u_std, *, fourth: bool = True) -> dict:
     """Moments over u ~ N(u_mean 1, u_std^2 I) of w and c = (w/sqrt K, 0_M, -u/sqrt M).
 
-    Returns Ec (..., D), Ewc (..., K, D), Eww (..., K, K), Ecc (..., D, D) and, if `fourth`,
-    Ewwcc (..., K, K, D, D) by Isserlis' theorem (v = alpha + beta xi is Gaussian).
+    v = (w, c) = alpha + beta xi is Gaussian. Returns Ec (..., D), Ewc (..., K, D),
+    Eww (..., K, K), Ecc (..., D, D), the parts alpha_w, alpha_c (means) and S_ww, S_wc,
+    S_cc (covariances), and, if `fourth`, Ewwcc (`fourth_moments`).
     """
     K, M = G.shape[-2:]
     sK, sM = np.sqrt(K), np.sqrt(M)
@@ -142,32 +143,44 @@ def head_moments(a, G, u_mean, u_std, *, fourth: bool = True) -> dict:
         "Ewc": aw[..., :, None] * ac[..., None, :] + S_wc,
         "Eww": aw[..., :, None] * aw[..., None, :] + S_ww,
         "Ecc": ac[..., :, None] * ac[..., None, :] + S_cc,
+        "alpha_w": aw,
+        "alpha_c": ac,
+        "S_ww": S_ww,
+        "S_wc": S_wc,
+        "S_cc": S_cc,
     }
     if fourth:
-        # axes (..., k, l, a, b); S_ka = S_wc[k, a], S_kl = S_ww, S_ab = S_cc
-        k = aw[..., :, None, None, None]
-        l = aw[..., None, :, None, None]
-        ca = ac[..., None, None, :, None]
-        cb = ac[..., None, None, None, :]
-        Skl = S_ww[..., :, :, None, None]
-        Sab = S_cc[..., None, None, :, :]
-        Ska = S_wc[..., :, None, :, None]
-        Skb = S_wc[..., :, None, None, :]
-        Sla = S_wc[..., None, :, :, None]
-        Slb = S_wc[..., None, :, None, :]
-        out["Ewwcc"] = (
-            k * l * ca * cb
-            + k * l * Sab
-            + k * ca * Slb
-            + k * cb * Sla
-            + l * ca * Skb
-            + l * cb * Ska
-            + ca * cb * Skl
-            + Skl * Sab
-            + Ska * Slb
-            + Skb * Sla
-        )
+        out["Ewwcc"] = fourth_moments(out)
     return out
+
+
+def fourth_moments(mom: dict) -> np.ndarray:
+    """E[w_k w_l c_a c_b] (..., K, K, D, D) by Isserlis' theorem, from `head_moments`."""
+    aw, ac = mom["alpha_w"], mom["alpha_c"]
+    S_ww, S_wc, S_cc = mom["S_ww"], mom["S_wc"], mom["S_cc"]
+    # axes (..., k, l, a, b); S_ka = S_wc[k, a], S_kl = S_ww, S_ab = S_cc
+    k = aw[..., :, None, None, None]
+    l = aw[..., None, :, None, None]
+    ca = ac[..., None, None, :, None]
+    cb = ac[..., None, None, None, :]
+    Skl = S_ww[..., :, :, None, None]
+    Sab = S_cc[..., None, None, :, :]
+    Ska = S_wc[..., :, None, :, None]
+    Skb = S_wc[..., :, None, None, :]
+    Sla = S_wc[..., None, :, :, None]
+    Slb = S_wc[..., None, :, None, :]
+    return (
+        k * l * ca * cb
+        + k * l * Sab
+        + k * ca * Slb
+        + k * cb * Sla
+        + l * ca * Skb
+        + l * cb * Ska
+        + ca * cb * Skl
+        + Skl * Sab
+        + Ska * Slb
+        + Skb * Sla
+    )
 
 
 def eps_meta_closed_form(R, Q, T, w0, params: RunParams | Physics) -> np.ndarray:

@@ -36,21 +36,20 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import math
 import time
 
 import numpy as np
 import xarray as xr
 
+from tsmeta.analysis import first_crossing
 from tsmeta.io import params_to_attrs
-from tsmeta.params import RunParams
+from tsmeta.params import ALPHA_MIN, DEFAULT_LEVELS, RunParams, log_alpha_grid
+from tsmeta.settings import TheorySettings
 from tsmeta.tasks import initial_state
-from tsmeta.theory.closed_form import Physics
-from tsmeta.theory.ode import DEFAULT_MAX_RHS_EVALS, DEFAULT_SETTINGS, _integrate
+from tsmeta.theory.integrator import integrate
 
 N_FINE = 400  # records for the threshold crossings (log-spaced, 0.01 .. alpha_final)
 N_COARSE = 60  # records of the eps_meta curves in the output (the `alpha` dim)
-ALPHA_MIN = 0.01  # first positive record
 SWEEP_KEYS = ("base", "grid", "levels", "search_eta_J")
 # run parameters that fix a member's initial state (tasks.initial_state with one seed)
 STATE_KEYS = (
@@ -122,80 +121,19 @@ def member_params(base: dict, point: dict) -> RunParams:
     return dataclasses.replace(params, algorithm="fo-anil", seeds=1)
 
 
-# --- batched integration ------------------------------------------------------------------
-
-
-def integrate_members(
-    R0,
-    Q0,
-    T,
-    w0,
-    phys: Physics,
-    alphas,
-    settings: dict | None = None,
-) -> dict:
-    """Integrate a batch (axis 0) of members with (B,) parameters `phys` as one system.
-
-    Same arguments and result as `tsmeta.theory.integrate` (R, Q, w0, eps_meta on `alphas`,
-    diverged, alpha_diverged, stalled, nfev), plus split_off (members that stalled the
-    implicit solver and were integrated alone); `settings` are theory settings
-    (`max_rhs_evals` counts evaluations of the whole batch, a Jacobian column as one).
-    """
-    st = {**DEFAULT_SETTINGS, **(settings or {})}
-    return _integrate(
-        R0,
-        Q0,
-        T,
-        w0,
-        phys,
-        alphas,
-        st["method"],
-        float(st["rtol"]),
-        float(st["atol"]),
-        bool(st["finite_v"]),
-        st["fixed_step"],
-        int(st.get("max_rhs_evals") or DEFAULT_MAX_RHS_EVALS),
-    )
-
-
-# --- thresholds ---------------------------------------------------------------------------
-
-
-def first_crossing(alpha: np.ndarray, eps: np.ndarray, level: float) -> np.ndarray:
-    """First alpha where eps (..., A) falls below level, log-log interpolated; NaN if never."""
-    eps = np.asarray(eps, dtype=float)
-    below = eps < level  # NaN compares False
-    hit = below.any(axis=-1)
-    i = np.argmax(below, axis=-1)
-    out = np.full(eps.shape[:-1], np.nan)
-    for pos in zip(*np.nonzero(hit)):
-        j = int(i[pos])
-        e = eps[pos]
-        if j == 0:
-            out[pos] = alpha[0]
-            continue
-        a0, a1, e0, e1 = alpha[j - 1], alpha[j], e[j - 1], e[j]
-        if not (np.isfinite(e0) and e0 > 0 and e1 > 0):
-            out[pos] = a1
-            continue
-        f = (math.log(e0) - math.log(level)) / (math.log(e0) - math.log(e1))
-        if a0 > 0:
-            out[pos] = math.exp(math.log(a0) + f * (math.log(a1) - math.log(a0)))
-        else:
-            out[pos] = a0 + f * (a1 - a0)
-    return out
-
-
 # --- the sweep ----------------------------------------------------------------------------
 
 
 def _record_grid(alpha_final: float, n: int) -> np.ndarray:
-    first = min(ALPHA_MIN, alpha_final / 10.0)
-    return np.concatenate([[0.0], np.geomspace(first, alpha_final, n)])
+    return log_alpha_grid(alpha_final, n, first=min(ALPHA_MIN, alpha_final / 10.0))
 
 
 def run_sweep(
-    sweep: dict, settings: dict | None = None, *, n_fine: int = N_FINE, n_coarse: int = N_COARSE
+    sweep: dict,
+    settings: TheorySettings | dict | None = None,
+    *,
+    n_fine: int = N_FINE,
+    n_coarse: int = N_COARSE,
 ) -> xr.Dataset:
     """Integrate every member of the sweep from its seed's initial overlaps (module doc).
 
@@ -207,14 +145,9 @@ def run_sweep(
     variables prefixed `jsearch_`, with the dim `eta_J` in place of `eta_w`.
     Diverged members are marked, never raised; their final values are NaN.
     """
-    unknown = sorted(set(settings or {}) - set(DEFAULT_SETTINGS))
-    if unknown:
-        raise ValueError(
-            f"unknown theory setting(s) {unknown}; allowed: {sorted(DEFAULT_SETTINGS)}"
-        )
-    st = {**DEFAULT_SETTINGS, **(settings or {})}
+    st = TheorySettings.coerce(settings)
     base = dict(sweep.get("base") or {})
-    levels = [float(v) for v in (sweep.get("levels") or [0.01, 0.001])]
+    levels = [float(v) for v in (sweep.get("levels") or DEFAULT_LEVELS)]
     plan = searches(sweep)
     base_params = RunParams.from_dict(base)
 
@@ -250,10 +183,10 @@ def run_sweep(
     groups: dict[tuple, list] = {}
     for m in members:
         p = m[2]
-        groups.setdefault((p.K, p.M, p.alpha_final), []).append(m)
+        groups.setdefault((p.K, p.M, p.alpha_final, p.algorithm), []).append(m)
     start = time.perf_counter()
     group_log = []
-    for (K, M, af), group in sorted(groups.items()):
+    for (K, M, af, _), group in sorted(groups.items()):
         t0 = time.perf_counter()
         stack = []
         for _, _, p in group:
@@ -265,11 +198,9 @@ def run_sweep(
         R0, Q0, T, w0 = (np.stack([s[j] for s in stack]) for j in range(4))
         fine = _record_grid(af, n_fine)
         alphas = np.unique(np.concatenate([fine, coarse[coarse <= af], [af]]))
-        res = integrate_members(
-            R0, Q0, T, w0, Physics.from_params([p for *_, p in group]), alphas, st
-        )
-        eps = res["eps_meta"]
-        cross = np.stack([first_crossing(alphas, eps, lv) for lv in levels], axis=-1)
+        res = integrate(R0, Q0, T, w0, [p for *_, p in group], alphas, st)
+        eps = res.eps_meta
+        cross = np.stack([first_crossing(eps, alphas, lv) for lv in levels], axis=-1)
         on_coarse = np.searchsorted(alphas, coarse[coarse <= af])
         with np.errstate(all="ignore"):
             eps_min = np.where(
@@ -284,27 +215,58 @@ def run_sweep(
             o["eps_min"][pos] = eps_min[b]
             o["alpha_to_level"][pos] = cross[b]
             o["eps_meta"][pos][: len(on_coarse)] = eps[b, on_coarse]
-            o["diverged"][pos] = int(res["diverged"][b])
-            o["alpha_diverged"][pos] = res["alpha_diverged"][b]
-            o["stalled"][pos] = int(res["stalled"][b])
-            o["R"][pos][:K, :M] = res["R"][b, -1]
-            o["Q"][pos][:K, :K] = res["Q"][b, -1]
-            o["w0"][pos][:K] = res["w0"][b, -1]
+            o["diverged"][pos] = int(res.diverged[b])
+            o["alpha_diverged"][pos] = res.alpha_diverged[b]
+            o["stalled"][pos] = int(res.stalled[b])
+            o["R"][pos][:K, :M] = res.R[b, -1]
+            o["Q"][pos][:K, :K] = res.Q[b, -1]
+            o["w0"][pos][:K] = res.w0[b, -1]
         group_log.append(
             {
                 "K": K,
                 "M": M,
                 "alpha_final": af,
                 "members": len(group),
-                "rhs_evaluations": int(res["nfev"]),
-                "split_off_members": int(res["split_off"]),
+                "rhs_evaluations": int(res.nfev),
+                "split_off_members": int(res.split_off),
                 "wall_time_s": round(time.perf_counter() - t0, 3),
             }
         )
-    wall = time.perf_counter() - start
-    return _dataset(
-        plan, out, levels, coarse, Kmax, Mmax, sweep, st, base_params, wall, group_log, n_fine
-    )
+    spec = {k: v for k, v in sweep.items() if k != "base"}
+    attrs = {
+        **params_to_attrs(base_params),
+        "stage": "theory_sweep",
+        "theory": "FO-ANIL order-parameter ODEs, N -> infinity, P -> infinity (docs/theory.md)",
+        "theory_algorithm": "fo-anil",
+        "sweep_json": json.dumps(spec, sort_keys=True, default=str),
+        "base_json": json.dumps(base_params.to_dict(), sort_keys=True),
+        "settings_json": json.dumps(st.to_dict(), sort_keys=True),
+        "searches": ",".join(plan),
+        "search_main": "grid " + ", ".join(plan["main"]) + "; other parameters from base",
+        "search_eta_J": (
+            "jsearch_* variables: grid axes without eta_w (eta_w = base eta_w) x eta_J"
+            if "eta_J" in plan
+            else "none"
+        ),
+        "initial_state": (
+            "tasks.initial_state of seed base.seed_offset, per member's (N, K, M, init)"
+        ),
+        "alpha_to_level_method": (
+            f"first crossing on {n_fine} log-spaced records from 0.01 to alpha_final, "
+            "log eps linearly interpolated in log alpha"
+        ),
+        "groups_json": json.dumps(group_log),
+        "members": len(members),
+        "wall_time_s": time.perf_counter() - start,
+    }
+    coords = {
+        "level": levels,
+        "alpha": coarse,
+        "k": np.arange(Kmax),
+        "l": np.arange(Kmax),
+        "n": np.arange(Mmax),
+    }
+    return _dataset(plan, out, coords, attrs)
 
 
 _VAR_ATTRS = {
@@ -321,109 +283,25 @@ _VAR_ATTRS = {
 }
 
 
-def _dataset(
-    plan, out, levels, coarse, Kmax, Mmax, sweep, st, base_params, wall, group_log, n_fine
-) -> xr.Dataset:
-    ds = xr.Dataset(
-        coords={
-            "level": levels,
-            "alpha": coarse,
-            "k": np.arange(Kmax),
-            "l": np.arange(Kmax),
-            "n": np.arange(Mmax),
-        }
-    )
+def _dataset(plan: dict, out: dict, coords: dict, attrs: dict) -> xr.Dataset:
+    """The sweep's Dataset: one dim per grid axis, search `eta_J` under the prefix jsearch_."""
+    ds = xr.Dataset(coords=coords)
+    extra = {
+        "alpha_to_level": ("level",),
+        "eps_meta": ("alpha",),
+        "R": ("k", "n"),
+        "Q": ("k", "l"),
+        "w0": ("k",),
+    }
     for name, axes in plan.items():
         dims = tuple(axes)
         prefix = _PREFIX[name]
-        extra = {
-            "alpha_to_level": ("level",),
-            "eps_meta": ("alpha",),
-            "R": ("k", "n"),
-            "Q": ("k", "l"),
-            "w0": ("k",),
-        }
         for var, values in out[name].items():
             ds[prefix + var] = (dims + extra.get(var, ()), values)
             ds[prefix + var].attrs["long_name"] = _VAR_ATTRS[var]
         for axis, values in axes.items():
-            if axis in ds.coords and list(ds[axis].values) != list(values):
-                raise ValueError(f"axis {axis} differs between searches")  # cannot happen
             ds.coords[axis] = (axis,), np.asarray(values)
     ds["alpha"].attrs.update(long_name="time alpha = t / N", units="1")
     ds["level"].attrs["long_name"] = "eps_meta level of alpha_to_level"
-    spec = {k: v for k, v in sweep.items() if k != "base"}
-    ds.attrs.update(params_to_attrs(base_params))
-    ds.attrs.update(
-        stage="theory_sweep",
-        theory="FO-ANIL order-parameter ODEs, N -> infinity, P -> infinity (docs/theory.md)",
-        theory_algorithm="fo-anil",
-        sweep_json=json.dumps(spec, sort_keys=True, default=str),
-        base_json=json.dumps(base_params.to_dict(), sort_keys=True),
-        settings_json=json.dumps(st, sort_keys=True),
-        searches=",".join(plan),
-        search_main=("grid " + ", ".join(plan["main"]) + "; other parameters from base"),
-        search_eta_J=(
-            "jsearch_* variables: grid axes without eta_w (eta_w = base eta_w) x eta_J"
-            if "eta_J" in plan
-            else "none"
-        ),
-        initial_state="tasks.initial_state of seed base.seed_offset, per member's (N, K, M, init)",
-        alpha_to_level_method=(
-            f"first crossing on {n_fine} log-spaced records from 0.01 to alpha_final, "
-            "log eps linearly interpolated in log alpha"
-        ),
-        groups_json=json.dumps(group_log),
-        members=int(sum(np.prod([len(v) for v in axes.values()]) for axes in plan.values())),
-        wall_time_s=float(wall),
-    )
+    ds.attrs.update(attrs)
     return ds
-
-
-# --- analysis -----------------------------------------------------------------------------
-
-
-def minimal_rate(ds: xr.Dataset, axis: str, level: float, prefix: str = "") -> xr.Dataset:
-    """Smallest value of grid axis `axis` at which eps_meta falls below `level` by alpha_final.
-
-    Along `axis` (for every value of the other grid axes): `upper` is the smallest grid value
-    that passes (eps_meta < level on the fine records, i.e. eps_min < level), `lower` the grid
-    value just below it (NaN if `upper` is the first grid value), and `rate` the threshold
-    interpolated linearly in log(value) on log(eps_min) between them (upper if no lower).
-    All three are NaN where no grid value passes. `prefix` selects the search ('jsearch_').
-    """
-    eps_min = ds[prefix + "eps_min"]
-    other = [d for d in eps_min.dims if d != axis]
-    em = eps_min.transpose(*other, axis)
-    values = np.asarray(ds[axis].values, dtype=float)
-    order = np.argsort(values)
-    values, em_vals = values[order], em.values[..., order]
-    shape = em_vals.shape[:-1]
-    rate, lower, upper = (np.full(shape, np.nan) for _ in range(3))
-    for pos in np.ndindex(shape):
-        e = em_vals[pos]
-        passed = np.flatnonzero(e < level)
-        if not len(passed):
-            continue
-        j = int(passed[0])
-        upper[pos] = values[j]
-        rate[pos] = values[j]
-        if j == 0:
-            continue
-        lower[pos] = values[j - 1]
-        e0, e1 = e[j - 1], e[j]
-        if np.isfinite(e0) and e0 > 0 and e1 > 0 and values[j - 1] > 0 and e0 != e1:
-            f = (math.log(e0) - math.log(level)) / (math.log(e0) - math.log(e1))
-            f = min(max(f, 0.0), 1.0)
-            rate[pos] = math.exp(math.log(values[j - 1]) + f * math.log(values[j] / values[j - 1]))
-    coords = {d: ds[d].values for d in other}
-    out = xr.Dataset(
-        {
-            "rate": (tuple(other), rate),
-            "lower": (tuple(other), lower),
-            "upper": (tuple(other), upper),
-        },
-        coords=coords,
-    )
-    out.attrs.update(axis=axis, level=float(level))
-    return out

@@ -1,8 +1,9 @@
-"""FO-ANIL order-parameter ODEs: right-hand side, batched integration, Dataset builder.
+"""Integration of the order-parameter ODE: batched, with the valid domain and stall protection.
 
-Derivation: docs/theory.md. The state of one trajectory is (R, Q, w0); T and the run
-parameters are constants. A batch (seeds, or a sweep with different parameters) is
-integrated as one system, so the right-hand side is vectorised over the batch.
+The physics is `theory.rhs.drift`; this module only steps it. The state of one trajectory is
+(R, Q, w0); T and the run parameters are constants. A batch (seeds, or a sweep with
+different parameters) is integrated as one system, so the right-hand side is vectorised
+over the batch.
 
 The implicit methods get the block-diagonal structure of the batch: BDF and Radau get
 `jac_sparsity` (one dense block per member) and a vectorised right-hand side, so a Jacobian
@@ -16,88 +17,26 @@ alone with RK45 (`_adaptive`), so the batch goes on.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
-import xarray as xr
 from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, Radau
 from scipy.optimize import brentq
 from scipy.sparse import block_diag
 
-from tsmeta.io import describe, params_to_attrs
 from tsmeta.params import RunParams
-from tsmeta.theory.closed_form import (
-    Physics,
-    _b,
-    eps_meta_closed_form,
-    field_covariance,
-    head_from_i2,
-    head_moments,
-)
-from tsmeta.theory.integrals import I2, I3, I4, J2
+from tsmeta.settings import TheorySettings
+from tsmeta.theory.closed_form import Physics, eps_meta_closed_form
+from tsmeta.theory.rhs import drift, terms_for
 
 BOUND = 1e6  # a state entry beyond this is divergence
 PSD_TOL = 1e-6  # relative tolerance on the smallest eigenvalue of the (J, B) Gram matrix
-DEFAULT_MAX_RHS_EVALS = 500_000  # a normal run to alpha = 450 needs ~2e3-3e4 (RK45)
-DEFAULT_SETTINGS = {
-    "method": "RK45",
-    "rtol": 1e-8,
-    "atol": 1e-10,
-    "finite_v": True,
-    "fixed_step": None,
-    "max_rhs_evals": DEFAULT_MAX_RHS_EVALS,  # runaway stiff member: stop, flag as stalled
-}
 _IMPLICIT_SPARSE = ("BDF", "Radau")
 STALL_H = 1e-9  # a step shorter than this times max(alpha, 1e-3) counts as stalled
 STALL_STEPS = 3  # ... and this many such steps split the stalling member off the batch
 STALL_WINDOW, STALL_PROGRESS = 50, 5e-3  # or: log(alpha) advanced < 5e-3 in 50 steps
 CHUNK_ELEMENTS = 4e6  # bound on members * K^2 * D^2 (the I4 tensor) per evaluation
-
-
-def _require_fo_anil(params) -> None:
-    if isinstance(params, Physics):
-        return  # built by integrate_batched, which checked the RunParams
-    plist = [params] if isinstance(params, RunParams) else params
-    for p in plist:
-        if isinstance(p, RunParams) and p.algorithm != "fo-anil":
-            raise ValueError(f"the ODE theory covers FO-ANIL only, got algorithm={p.algorithm!r}")
-
-
-# --- right-hand side ----------------------------------------------------------------------
-
-
-def _terms(R, Q, T, w0, phys: Physics, finite_v: bool) -> dict:
-    """All RHS terms, vectorised over leading batch dims and over the parameters in `phys`."""
-    K, M = R.shape[-2:]
-    sK = math.sqrt(K)
-    C = field_covariance(R, Q, T, phys.gamma)
-    i2 = I2(C)
-    a, G = head_from_i2(i2, w0, K, M, phys.eta_w, phys.inner_steps)
-    mom = head_moments(a, G, phys.u_mean, phys.u_std, fourth=finite_v)
-    i3 = I3(C, first=K)  # [k, b, a] = <g'(lambda_k) z_b g(z_a)>
-    eta_J = _b(phys.eta_J, 2)
-    Ewc = mom["Ewc"]
-    dR = -(eta_J / sK) * np.einsum("...ka,...kna->...kn", Ewc, i3[..., :, K : K + M, :])
-    X = np.einsum("...pa,...pqa->...pq", Ewc, i3[..., :, :K, :])
-    dQ_first = -(eta_J / sK) * (X + np.swapaxes(X, -1, -2))
-    if finite_v:
-        # (eta_J^2 / V) <e_k e_l>: step orthogonal to all fields (docs/theory.md, section 6)
-        quart = np.einsum("...klab,...klab->...kl", mom["Ewwcc"], I4(C, first=K))
-        quart = quart + _b(phys.noise_std, 2) ** 2 * mom["Eww"] * J2(C, first=K)
-        quart = 0.5 * (quart + np.swapaxes(quart, -1, -2))  # exact symmetry of Q
-        dQ_finite_v = _b(phys.eta_J**2 / (phys.V * K), 2) * quart
-    else:
-        dQ_finite_v = np.zeros(dQ_first.shape)
-    dw0 = -(_b(phys.eta_w0, 1) / sK) * np.einsum("...a,...ka->...k", mom["Ec"], i2[..., :K, :])
-    return {"dR": dR, "dQ_first": dQ_first, "dQ_finite_v": dQ_finite_v, "dw0": dw0}
-
-
-def rhs_terms(R, Q, T, w0, params: RunParams | Physics, finite_v: bool = True) -> dict:
-    """d/dalpha of R, Q (first-order and finite-V parts) and w0, batched over (...)."""
-    _require_fo_anil(params)
-    R, Q, T, w0 = (np.asarray(x, dtype=float) for x in (R, Q, T, w0))
-    return _terms(R, Q, T, w0, Physics.from_params(params), finite_v)
 
 
 # --- state packing and the valid domain ---------------------------------------------------
@@ -154,8 +93,8 @@ class _System:
     """The active members as one flat ODE system; `fun` also takes (n, k) arrays (vectorised),
     and counts the right-hand sides of the whole batch (a column of a vectorised call: 1)."""
 
-    def __init__(self, T, phys: Physics, lay: _Layout, finite_v: bool):
-        self.T, self.phys, self.lay, self.finite_v = T, phys, lay, finite_v
+    def __init__(self, T, phys: Physics, lay: _Layout, terms: tuple[str, ...]):
+        self.T, self.phys, self.lay, self.terms = T, phys, lay, terms
         self.B = T.shape[0]
         self.nfev = 0
         self._tiled = {1: (T, phys)}
@@ -174,8 +113,8 @@ class _System:
             part = slice(c, c + step)
             R, Q, w0 = self.lay.unpack(y[part])
             ph = phys if y.shape[0] <= step else phys.take(np.arange(y.shape[0])[part])
-            d = _terms(R, Q, T[part], w0, ph, self.finite_v)
-            out[part] = self.lay.pack(d["dR"], d["dQ_first"] + d["dQ_finite_v"], d["dw0"])
+            d = drift(R, Q, T[part], w0, ph, self.terms)
+            out[part] = self.lay.pack(d["dR"], d["dQ"], d["dw0"])
         return out
 
     def fun(self, t, y):
@@ -243,7 +182,7 @@ def _edge(system: _System, interp):
     return lambda a: float(system.margins(interp(a)).min())
 
 
-def _solver(method, system: _System, t0, y0, t_final, rtol, atol):
+def _solver(method, system: _System, t0, y0, t_final, st: TheorySettings):
     """A scipy OdeSolver; the implicit ones get the block-diagonal structure of the batch."""
     size = system.lay.size
     kwargs = {}
@@ -252,10 +191,10 @@ def _solver(method, system: _System, t0, y0, t_final, rtol, atol):
         kwargs = {"jac_sparsity": block_diag([block] * system.B, format="csc"), "vectorized": True}
     elif method == "LSODA":
         kwargs = {"lband": size - 1, "uband": size - 1}
-    return _SOLVERS[method](system.fun, t0, y0, t_final, rtol=rtol, atol=atol, **kwargs)
+    return _SOLVERS[method](system.fun, t0, y0, t_final, rtol=st.rtol, atol=st.atol, **kwargs)
 
 
-def _adaptive(run: _Run, phys, finite_v, method, rtol, atol, budget):
+def _adaptive(run: _Run, phys, terms, method: str, st: TheorySettings, budget: int):
     """scipy OdeSolver stepping with a terminal event on the smallest margin in the batch:
     members that leave the valid domain are frozen there and the others restart.
 
@@ -270,10 +209,10 @@ def _adaptive(run: _Run, phys, finite_v, method, rtol, atol, budget):
     implicit = method in _IMPLICIT_SPARSE or method == "LSODA"
     while run.active.any() and run.next < len(run.alphas):
         idx = np.flatnonzero(run.active)
-        system = _System(run.T[idx], phys.take(idx), run.lay, finite_v)
+        system = _System(run.T[idx], phys.take(idx), run.lay, terms)
         shape = (len(idx), run.lay.size)
         try:
-            solver = _solver(method, system, run.t, run.state[idx].ravel(), t_final, rtol, atol)
+            solver = _solver(method, system, run.t, run.state[idx].ravel(), t_final, st)
         except (ArithmeticError, ValueError, np.linalg.LinAlgError):
             run.stop(idx, run.t, stalled=True)
             break
@@ -296,7 +235,7 @@ def _adaptive(run: _Run, phys, finite_v, method, rtol, atol, budget):
             if implicit and (solver.status == "failed" or small_steps >= STALL_STEPS or crawling):
                 run.nfev += system.nfev
                 system.nfev = 0
-                _split_off(run, idx, system, phys, finite_v, rtol, atol, budget)
+                _split_off(run, idx, system, phys, terms, st, budget)
                 break
             if solver.status == "failed":
                 run.stop(idx, solver.t, stalled=True)
@@ -320,17 +259,17 @@ def _adaptive(run: _Run, phys, finite_v, method, rtol, atol, budget):
         run.nfev += system.nfev
 
 
-def _split_off(run: _Run, idx, system: _System, phys, finite_v, rtol, atol, budget):
+def _split_off(run: _Run, idx, system: _System, phys, terms, st: TheorySettings, budget):
     """Integrate the member of idx that stalls the batch alone with RK45, from run.t on."""
     y = run.state[idx]
     with np.errstate(all="ignore"):
         f = system.deriv(y)
-        score = np.nanmax(np.abs(f) / (atol + rtol * np.abs(y)), axis=1)
+        score = np.nanmax(np.abs(f) / (st.atol + st.rtol * np.abs(y)), axis=1)
     score = np.where(np.isfinite(score), score, np.inf)
     m = idx[int(np.argmax(score))]
     alphas = np.concatenate([[run.t], run.alphas[run.next :]])
     sub = _Run(run.state[m : m + 1], run.T[m : m + 1], alphas, run.lay)
-    _adaptive(sub, phys.take([m]), finite_v, "RK45", rtol, atol, max(budget - run.nfev, 0))
+    _adaptive(sub, phys.take([m]), terms, "RK45", st, max(budget - run.nfev, 0))
     run.records[m, run.next :] = sub.records[0, 1:]
     run.state[m] = sub.state[0]
     run.diverged[m], run.stalled[m] = sub.diverged[0], sub.stalled[0]
@@ -340,7 +279,7 @@ def _split_off(run: _Run, idx, system: _System, phys, finite_v, rtol, atol, budg
     run.split_off += 1
 
 
-def _fixed_rk4(run: _Run, phys, finite_v, h, budget):
+def _fixed_rk4(run: _Run, phys, terms, h: float, budget: int):
     """Classical RK4 with steps of at most h, landing on every record."""
     for i in range(1, len(run.alphas)):
         t1 = run.alphas[i]
@@ -350,7 +289,7 @@ def _fixed_rk4(run: _Run, phys, finite_v, h, budget):
             if not run.active.any():
                 return
             idx = np.flatnonzero(run.active)
-            system = _System(run.T[idx], phys.take(idx), run.lay, finite_v)
+            system = _System(run.T[idx], phys.take(idx), run.lay, terms)
             y = run.state[idx]
             k1 = system.deriv(y)
             k2 = system.deriv(y + 0.5 * dt * k1)
@@ -369,9 +308,41 @@ def _fixed_rk4(run: _Run, phys, finite_v, h, budget):
         run.next = i + 1
 
 
+# --- the public entry point ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """An integrated batch on the records `alpha`: R (B, A, K, M), Q (B, A, K, K),
+    w0 (B, A, K), eps_meta (B, A); diverged (B,), alpha_diverged (B,) (NaN if not), stalled
+    (B,) (diverged because the solver failed or ran out of its evaluation budget); nfev
+    (right-hand sides of the whole batch, a Jacobian column as one), split_off (members that
+    stalled an implicit solver and were integrated alone), terms (the right-hand side)."""
+
+    R: np.ndarray
+    Q: np.ndarray
+    w0: np.ndarray
+    eps_meta: np.ndarray
+    diverged: np.ndarray
+    alpha_diverged: np.ndarray
+    stalled: np.ndarray
+    alpha: np.ndarray
+    nfev: int
+    split_off: int
+    terms: tuple[str, ...]
+
+
 def _as_batch(x, ndim: int) -> np.ndarray:
     x = np.asarray(x, dtype=float)
     return x[None] if x.ndim == ndim - 1 else x
+
+
+def _algorithm(params) -> str:
+    plist = [params] if isinstance(params, RunParams) else list(params)
+    algorithms = {p.algorithm for p in plist}
+    if len(algorithms) != 1:
+        raise ValueError(f"one batch, one algorithm (one right-hand side); got {algorithms}")
+    return algorithms.pop()
 
 
 def integrate(
@@ -379,34 +350,19 @@ def integrate(
     Q0,
     T,
     w0,
-    params: RunParams | Physics,
+    params: RunParams | Sequence[RunParams],
     alphas,
-    *,
-    method: str = "RK45",
-    rtol: float = 1e-8,
-    atol: float = 1e-10,
-    finite_v: bool = True,
-    fixed_step: float | None = None,
-    max_rhs_evals: int = DEFAULT_MAX_RHS_EVALS,
-) -> dict:
+    settings: TheorySettings | dict | None = None,
+) -> Trajectory:
     """Integrate a batch (axis 0, e.g. seeds) as one system and record on `alphas`.
 
-    R0 (B, K, M), Q0 (B, K, K), T (B, M, M) or (M, M), w0 (B, K); `params` is one
-    RunParams (shared) or a Physics with (B,) fields (see `integrate_batched`).
-    Returns R (B, A, K, M), Q (B, A, K, K), w0 (B, A, K), eps_meta (B, A), diverged (B,),
-    alpha_diverged (B,) (NaN if not), stalled (B,) (diverged because the solver failed or
-    ran out of its evaluation budget), alpha (A,), nfev (right-hand sides of the whole
-    batch, a Jacobian column as one). Never raises on divergence.
+    R0 (B, K, M), Q0 (B, K, K), T (B, M, M) or (M, M), w0 (B, K); `params` is one RunParams
+    (shared by the batch) or one per member (a sweep: the parameters become (B,) arrays of
+    the right-hand side). The right-hand side is `rhs.drift` with the terms that `settings`
+    and the algorithm call for (`rhs.terms_for`). Never raises on divergence.
     """
-    args = (method, rtol, atol, finite_v, fixed_step, max_rhs_evals)
-    out = _integrate(R0, Q0, T, w0, params, alphas, *args)
-    del out["split_off"]
-    return out
-
-
-def _integrate(R0, Q0, T, w0, params, alphas, method, rtol, atol, finite_v, fixed_step, budget):
-    """`integrate`, plus split_off (members split off a stalling implicit solver)."""
-    _require_fo_anil(params)
+    st = TheorySettings.coerce(settings)
+    terms = terms_for(st, _algorithm(params))
     phys = Physics.from_params(params)
     R0, Q0, w0 = _as_batch(R0, 3), _as_batch(Q0, 3), _as_batch(w0, 2)
     B, K, M = R0.shape
@@ -415,143 +371,28 @@ def _integrate(R0, Q0, T, w0, params, alphas, method, rtol, atol, finite_v, fixe
     alphas = np.asarray(alphas, dtype=float)
     if alphas.ndim != 1 or np.any(np.diff(alphas) <= 0):
         raise ValueError("alphas must be a strictly increasing 1-d array")
-    if method not in _SOLVERS:
-        raise ValueError(f"method must be one of {sorted(_SOLVERS)}, got {method!r}")
-    if fixed_step is not None and not fixed_step > 0:
-        raise ValueError(f"fixed_step must be > 0 or None, got {fixed_step!r}")
     lay = _Layout(K, M)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         run = _Run(lay.pack(R0, Q0, w0), T, alphas, lay)
-        if fixed_step is None:
-            _adaptive(run, phys, finite_v, method, rtol, atol, budget)
+        if st.fixed_step is None:
+            _adaptive(run, phys, terms, st.method, st, st.max_rhs_evals)
         else:
-            _fixed_rk4(run, phys, finite_v, fixed_step, budget)
-        records = run.records
+            _fixed_rk4(run, phys, terms, st.fixed_step, st.max_rhs_evals)
         A = len(alphas)
-        R, Q, w = lay.unpack(records.reshape(B * A, lay.size))
+        R, Q, w = lay.unpack(run.records.reshape(B * A, lay.size))
         R, Q, w = R.reshape(B, A, K, M), Q.reshape(B, A, K, K), w.reshape(B, A, K)
         phys_ba = Physics(**{k: v[:, None] for k, v in vars(phys).items()})
         eps = eps_meta_closed_form(R, Q, T[:, None], w, phys_ba)
-    return {
-        "R": R,
-        "Q": Q,
-        "w0": w,
-        "eps_meta": eps,
-        "diverged": run.diverged,
-        "alpha_diverged": run.alpha_div,
-        "stalled": run.stalled,
-        "alpha": alphas,
-        "nfev": run.nfev,
-        "split_off": run.split_off,
-    }
-
-
-def integrate_batched(members: Sequence[tuple], alphas, **kwargs) -> dict:
-    """Integrate members (R0, Q0, T, w0, params) with different parameters as one system.
-
-    All members need the same K and M. The parameters become (B,) arrays in the
-    right-hand side; keyword arguments are those of `integrate`.
-    """
-    members = list(members)
-    plist = [m[4] for m in members]
-    _require_fo_anil(plist)
-    shapes = {np.shape(m[0]) for m in members}
-    if len(shapes) != 1:
-        raise ValueError(f"all members need the same (K, M), got R0 shapes {sorted(shapes)}")
-    stack = [np.stack([np.asarray(m[j], dtype=float) for m in members]) for j in range(4)]
-    return integrate(*stack, Physics.from_params(plist), alphas, **kwargs)
-
-
-# --- Dataset ------------------------------------------------------------------------------
-
-# long names and units come from tsmeta.io.describe (shared with the simulation)
-_DESCRIPTIONS = {
-    "R": "ODE solution",
-    "Q": "ODE solution",
-    "w0": "ODE solution",
-    "T": "constant; from the tasks file",
-    "eps_meta": (
-        "head adapted with the exact expected gradient (P -> infinity), error against the "
-        "noiseless task teacher, averaged exactly over the task head u"
-    ),
-    "diverged": (
-        "non-finite, |entry| > 1e6, or the (J, B) Gram matrix not positive semidefinite, "
-        "or the solver failed or ran out of evaluations (attribute stalled_seeds); "
-        "later records are NaN"
-    ),
-    "alpha_diverged": "time of the exit from the valid domain",
-}
-
-
-def theory_dataset(tasks: xr.Dataset, params: RunParams, settings: dict | None = None):
-    """Integrate one trajectory per seed from that seed's initial overlaps, on params.alphas()."""
-    _require_fo_anil(params)
-    unknown = sorted(set(settings or {}) - set(DEFAULT_SETTINGS))
-    if unknown:
-        allowed = sorted(DEFAULT_SETTINGS)
-        raise ValueError(f"unknown theory setting(s) {unknown}; allowed: {allowed}")
-    st = {**DEFAULT_SETTINGS, **(settings or {})}
-    R0 = tasks["R0"].transpose("seed", "k", "n").values
-    Q0 = tasks["Q0"].transpose("seed", "k", "l").values
-    T = tasks["T"].transpose("seed", "n", "m").values
-    w0 = tasks["w0"].transpose("seed", "k").values
-    alphas = params.alphas()
-    start = time.perf_counter()
-    out = integrate(
-        R0,
-        Q0,
-        T,
-        w0,
-        params,
-        alphas,
-        method=st["method"],
-        rtol=st["rtol"],
-        atol=st["atol"],
-        finite_v=bool(st["finite_v"]),
-        fixed_step=st["fixed_step"],
-        max_rhs_evals=int(st["max_rhs_evals"]),
+    return Trajectory(
+        R=R,
+        Q=Q,
+        w0=w,
+        eps_meta=eps,
+        diverged=run.diverged,
+        alpha_diverged=run.alpha_div,
+        stalled=run.stalled,
+        alpha=alphas,
+        nfev=run.nfev,
+        split_off=run.split_off,
+        terms=terms,
     )
-    wall = time.perf_counter() - start
-    seeds = tasks["seed"].values
-    k, n = tasks["k"].values, tasks["n"].values
-    ds = xr.Dataset(
-        {
-            "R": (("seed", "alpha", "k", "n"), out["R"]),
-            "Q": (("seed", "alpha", "k", "l"), out["Q"]),
-            "w0": (("seed", "alpha", "k"), out["w0"]),
-            "T": (("seed", "n", "m"), T),
-            "eps_meta": (("seed", "alpha"), out["eps_meta"]),
-            "diverged": (("seed",), out["diverged"].astype(np.int8)),
-            "alpha_diverged": (("seed",), out["alpha_diverged"]),
-        },
-        coords={"seed": seeds, "alpha": alphas, "k": k, "l": k, "n": n, "m": n},
-    )
-    describe(ds)
-    for name, description in _DESCRIPTIONS.items():
-        ds[name].attrs["description"] = description
-    fv = bool(st["finite_v"])
-    ds.attrs.update(params_to_attrs(params))
-    ds.attrs.update(
-        stage="theory",
-        theory="FO-ANIL order-parameter ODEs, N -> infinity, P -> infinity (docs/theory.md)",
-        method=str(st["method"]) if st["fixed_step"] is None else "RK4-fixed-step",
-        rtol=float(st["rtol"]),
-        atol=float(st["atol"]),
-        finite_v=int(fv),
-        fixed_step="none" if st["fixed_step"] is None else float(st["fixed_step"]),
-        max_rhs_evals=int(st["max_rhs_evals"]),
-        terms_included=(
-            "first order in eta_J: dR, dQ, dw0; "
-            + (
-                "finite-V term (eta_J^2/V)<e_k e_l> in dQ: included; "
-                if fv
-                else "finite-V term in dQ: not included; "
-            )
-            + "finite-P corrections: not included; finite-N fluctuations: not included"
-        ),
-        finite_P_corrections="not included",
-        stalled_seeds=",".join(str(s) for s in seeds[out["stalled"]]) or "none",
-        rhs_evaluations=int(out["nfev"]),
-        wall_time_s=float(wall),
-    )
-    return ds

@@ -1,0 +1,171 @@
+"""How to simulate and how to integrate (not what): settings, their defaults, the sampler table.
+
+Torch- and SciPy-free, so that parsing a config (the Snakefile, `tsmeta validate`) imports
+nothing heavy. None of these settings changes the distribution of the dynamics; they are
+written into the netCDF attributes of every output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tsmeta.params import ALGORITHMS, RunParams
+
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("float64", "float32")
+ODE_METHODS = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")
+
+
+class _Settings:
+    """from_dict with a clear error on unknown keys; to_dict for attributes and checkpoints."""
+
+    @classmethod
+    def from_dict(cls, values: dict | None):
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.what} setting(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+def _check_choice(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key} must be one of {list(allowed)}, got {value!r}")
+
+
+# --- samplers ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """A sampler of the task stream: where its class lives and for which runs it is exact.
+
+    `unsupported(params)` returns None where the sampler is exact for the run, else the reason.
+    """
+
+    cls: str  # "module:Class", imported only when a simulation starts (torch)
+    unsupported: Callable[[RunParams], str | None]
+
+    def load(self):
+        module, name = self.cls.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+def _field_space_only(params: RunParams) -> str | None:
+    if params.algorithm in ("fo-anil", "anil"):
+        return None
+    return (
+        f"it is exact only for algorithm in ['fo-anil', 'anil'] (MAML's inner step moves J "
+        f"along the training inputs); got algorithm {params.algorithm!r}"
+    )
+
+
+# One line per sampler (docs/simulation.md). `auto` takes the first exact one in this order.
+SAMPLERS: dict[str, SamplerSpec] = {
+    "projected": SamplerSpec("tsmeta.simulation.samplers:ProjectedSampler", _field_space_only),
+    "dense": SamplerSpec("tsmeta.simulation.samplers:DenseSampler", lambda params: None),
+}
+SAMPLER_CHOICES = ("auto", *SAMPLERS)
+
+
+def resolve_sampler(sampler: str, params: RunParams) -> str:
+    """The sampler a run uses: `auto` takes the first exact one of SAMPLERS; a named sampler
+    that is not exact for the run is an error that says why and what to use instead."""
+    _check_choice("sampler", sampler, SAMPLER_CHOICES)
+    if sampler == "auto":
+        return next(name for name, spec in SAMPLERS.items() if spec.unsupported(params) is None)
+    reason = SAMPLERS[sampler].unsupported(params)
+    if reason is not None:
+        raise ValueError(f"sampler {sampler!r} does not fit this run: {reason}; use 'auto'")
+    return sampler
+
+
+# --- simulation --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SimSettings(_Settings):
+    """How to simulate: none of these changes the distribution of the dynamics."""
+
+    what = "simulation"
+
+    sampler: str = "auto"
+    device: str = "auto"
+    dtype: str = "float64"
+    mc_tasks: int = 50
+    mc_adapt: int = 20000  # its O(1/mc_adapt) bias must stay below the MC error
+    mc_test: int = 2000
+    mc_every: int = 3  # Monte Carlo at every mc_every-th record (and the last); NaN elsewhere
+    draw_chunk: int = 64
+    checkpoint_every: int = 0  # tasks between checkpoints; 0: no checkpoints
+    divergence_threshold: float = 1e6  # on max_k Q_kk
+
+    def __post_init__(self):
+        _check_choice("sampler", self.sampler, SAMPLER_CHOICES)
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("dtype", self.dtype, DTYPES)
+        for key in ("mc_tasks", "mc_adapt", "mc_test", "mc_every", "draw_chunk"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)!r}")
+
+
+# --- theory ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TheorySettings(_Settings):
+    """How to integrate the order-parameter ODE, and which optional terms it includes."""
+
+    what = "theory"
+
+    method: str = "RK45"
+    rtol: float = 1e-8
+    atol: float = 1e-10
+    finite_v: bool = True
+    fixed_step: float | None = None
+    max_rhs_evals: int = 500_000  # a normal run to alpha = 450 needs ~2e3-3e4 (RK45)
+
+    def __post_init__(self):
+        _check_choice("method", self.method, ODE_METHODS)
+        if self.fixed_step is not None and not self.fixed_step > 0:
+            raise ValueError(f"fixed_step must be > 0 or None, got {self.fixed_step!r}")
+        for key in ("rtol", "atol", "max_rhs_evals"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"{key} must be > 0, got {getattr(self, key)!r}")
+
+    @classmethod
+    def coerce(cls, value: TheorySettings | dict | None) -> TheorySettings:
+        return value if isinstance(value, TheorySettings) else cls.from_dict(value)
+
+
+def attrs_of(settings: Any, prefix: str) -> dict:
+    """Settings as netCDF attributes (None -> 'none', bool -> int)."""
+    out = {}
+    for key, value in settings.to_dict().items():
+        if value is None:
+            value = "none"
+        elif isinstance(value, bool):
+            value = int(value)
+        out[f"{prefix}{key}"] = value
+    return out
+
+
+__all__ = [
+    "ALGORITHMS",
+    "SAMPLERS",
+    "SamplerSpec",
+    "SimSettings",
+    "TheorySettings",
+    "resolve_sampler",
+]

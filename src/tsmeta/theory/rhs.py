@@ -1,0 +1,141 @@
+"""The physics of the order-parameter ODE: d(R, Q, w0)/d(alpha) as a sum of named terms.
+
+Derivation: docs/theory.md. A term is a function of a `Fields` object (the Gaussian integrals
+and head moments at one state, computed once and shared) that returns its contribution to
+some of dR (..., K, M), dQ (..., K, K) and dw0 (..., K). `TERMS` lists every term with the
+rule that switches it on for a run; adding a term is one function and one line there. The
+integrator (`theory.integrator`) only ever calls `drift`.
+
+Everything is vectorised over leading batch dims and over the parameters in `Physics`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from tsmeta.params import RunParams
+from tsmeta.settings import TheorySettings
+from tsmeta.theory.closed_form import (
+    Physics,
+    _b,
+    field_covariance,
+    fourth_moments,
+    head_from_i2,
+    head_moments,
+)
+from tsmeta.theory.integrals import I2, I3, I4, J2
+
+OUTPUTS = ("dR", "dQ", "dw0")
+
+
+class Fields:
+    """What the terms share at one state (R, Q, T, w0) and parameters `phys`, each computed on
+    first use: field covariance C, I2, I3 (g' on the students), the adapted head w = a + G u
+    and its moments over u."""
+
+    def __init__(self, R, Q, T, w0, phys: Physics):
+        self.R, self.Q, self.T, self.w0, self.phys = R, Q, T, w0, phys
+        self.K, self.M = R.shape[-2:]
+
+    @cached_property
+    def C(self) -> np.ndarray:
+        return field_covariance(self.R, self.Q, self.T, self.phys.gamma)
+
+    @cached_property
+    def i2(self) -> np.ndarray:
+        return I2(self.C)
+
+    @cached_property
+    def i3(self) -> np.ndarray:
+        """[k, b, a] = <g'(lambda_k) z_b g(z_a)>."""
+        return I3(self.C, first=self.K)
+
+    @cached_property
+    def head(self) -> tuple[np.ndarray, np.ndarray]:
+        """(a, G) of the adapted head w = a + G u (P -> infinity)."""
+        return head_from_i2(
+            self.i2, self.w0, self.K, self.M, self.phys.eta_w, self.phys.inner_steps
+        )
+
+    @cached_property
+    def moments(self) -> dict:
+        a, G = self.head
+        return head_moments(a, G, self.phys.u_mean, self.phys.u_std, fourth=False)
+
+    @cached_property
+    def Ewwcc(self) -> np.ndarray:
+        return fourth_moments(self.moments)
+
+
+# --- the terms ----------------------------------------------------------------------------
+
+
+def first_order_term(f: Fields) -> dict:
+    """Mean outer update at the adapted head, first order in eta_J (docs/theory.md, 6)."""
+    K, M = f.K, f.M
+    sK = math.sqrt(K)
+    eta_J = _b(f.phys.eta_J, 2)
+    Ewc = f.moments["Ewc"]
+    dR = -(eta_J / sK) * np.einsum("...ka,...kna->...kn", Ewc, f.i3[..., :, K : K + M, :])
+    X = np.einsum("...pa,...pqa->...pq", Ewc, f.i3[..., :, :K, :])
+    dQ = -(eta_J / sK) * (X + np.swapaxes(X, -1, -2))
+    dw0 = -(_b(f.phys.eta_w0, 1) / sK) * np.einsum(
+        "...a,...ka->...k", f.moments["Ec"], f.i2[..., :K, :]
+    )
+    return {"dR": dR, "dQ": dQ, "dw0": dw0}
+
+
+def finite_v_term(f: Fields) -> dict:
+    """(eta_J^2 / V) <e_k e_l> in dQ: the step orthogonal to all fields (docs/theory.md, 6)."""
+    K = f.K
+    quart = np.einsum("...klab,...klab->...kl", f.Ewwcc, I4(f.C, first=K))
+    quart = quart + _b(f.phys.noise_std, 2) ** 2 * f.moments["Eww"] * J2(f.C, first=K)
+    quart = 0.5 * (quart + np.swapaxes(quart, -1, -2))  # exact symmetry of Q
+    return {"dQ": _b(f.phys.eta_J**2 / (f.phys.V * K), 2) * quart}
+
+
+@dataclass(frozen=True)
+class Term:
+    """A right-hand-side term and the rule that includes it for a run."""
+
+    fn: Callable[[Fields], dict]
+    applies: Callable[[TheorySettings, str], bool]  # (settings, algorithm) -> included?
+    doc: str
+
+
+# Order matters only for floating-point sums: terms are added in this order.
+TERMS: dict[str, Term] = {
+    "first_order": Term(
+        first_order_term, lambda st, alg: True, "first order in eta_J: dR, dQ, dw0"
+    ),
+    "finite_v": Term(
+        finite_v_term, lambda st, alg: st.finite_v, "finite-V term (eta_J^2/V)<e_k e_l> in dQ"
+    ),
+}
+
+
+def terms_for(settings: TheorySettings, algorithm: str) -> tuple[str, ...]:
+    """Names of the terms the theory of a run includes."""
+    return tuple(name for name, term in TERMS.items() if term.applies(settings, algorithm))
+
+
+def drift(R, Q, T, w0, phys: Physics, terms: Sequence[str]) -> dict:
+    """Sum of `terms` at the state: {"dR", "dQ", "dw0"}, batched over the leading dims."""
+    total = {key: 0.0 for key in OUTPUTS}
+    for contribution in term_drifts(R, Q, T, w0, phys, terms).values():
+        for key, value in contribution.items():
+            total[key] = total[key] + value
+    zero = {"dR": R, "dQ": Q, "dw0": w0}
+    return {key: np.zeros(zero[key].shape) if np.isscalar(v) else v for key, v in total.items()}
+
+
+def term_drifts(R, Q, T, w0, params: RunParams | Physics, terms: Sequence[str]) -> dict:
+    """Each term's contribution separately, {name: {"dR"?, "dQ"?, "dw0"?}}, sharing one Fields."""
+    R, Q, T, w0 = (np.asarray(x, dtype=float) for x in (R, Q, T, w0))
+    f = Fields(R, Q, T, w0, Physics.from_params(params))
+    return {name: TERMS[name].fn(f) for name in terms}
