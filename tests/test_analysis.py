@@ -1,4 +1,4 @@
-"""Analysis functions (tsmeta.analysis) and the family figure kinds (tsmeta.figures.families)."""
+"""Analysis functions (tsmeta.analysis) and the figure kinds of families of runs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from tsmeta import analysis  # noqa: E402
-from tsmeta.figures import families  # noqa: E402
+from tsmeta import figures  # noqa: E402
+from tsmeta.figures.finite_size import finite_size_table  # noqa: E402
+from tsmeta.figures.overparameterization import overparameterization_families  # noqa: E402
 from tsmeta.io import params_to_attrs  # noqa: E402
 from tsmeta.params import RunParams  # noqa: E402
 
@@ -224,23 +226,40 @@ def test_run_arrangements_counts_seeds():
     assert sum(labels.values()) == 2 and labels["diverged"] == 1
 
 
-def test_overparameterization_families_rule():
-    ps = [
-        RunParams(K=3, eta_J=3, eta_w=9),
-        RunParams(K=4, eta_J=3 * np.sqrt(4 / 3), eta_w=9 * np.sqrt(4 / 3)),
-        RunParams(K=4, eta_J=3, eta_w=12),
-        RunParams(K=4, eta_J=1, eta_w=5),
-    ]
-    fam = families.overparameterization_families(ps)
-    assert list(fam.values()) == [[0, 1], [0, 2], [3]]
+def test_overparameterization_families_come_from_the_options():
+    options = {"families": {"(a)": [0, 1], "(b)": [0, 2], "empty": [7]}}
+    fam = overparameterization_families(options, 3)
+    assert fam == {"(a)": [0, 1], "(b)": [0, 2]}  # a run may be in two panels
+    assert overparameterization_families({}, 3) == {"all runs": [0, 1, 2]}
+
+
+def test_a_family_naming_a_missing_run_is_a_config_error():
+    from tsmeta import config as tsconfig
+
+    config = tsconfig.load(figures_root() / "config" / "test.yaml")
+    config["experiments"]["overparameterization"]["figure"]["families"] = {"(a)": [0, 5]}
+    with pytest.raises(tsconfig.ConfigError, match=r"figure.families.*\[5\].*0\.\.1"):
+        tsconfig.validate(config)
+
+
+def figures_root():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[1]
 
 
 # --- figures ----------------------------------------------------------------------------------
 
 
 def _draw(kind, sims, theories, extra=None, **options):
-    fig = getattr(families, f"draw_{kind}")("test", {"kind": kind, **options}, sims, theories,
-                                             extra or {})  # fmt: skip
+    """Draw as the workflow does: the comparison stage's compare.nc, then the figure."""
+    extra = dict(extra or {})
+    if theories:
+        window = {"level": options.get("first_stage_level", 0.01),
+                  "alpha_end": options.get("first_stage_alpha")}  # fmt: skip
+        every = {analysis.FULL_THEORY: theories, **extra.get("variants", {})}
+        extra["compare"] = analysis.comparison(sims, every, **window)
+    fig = figures.KINDS[kind]("test", {"kind": kind, **options}, sims, theories, extra)
     fig.canvas.draw()  # layout and rendering errors surface here
     n_axes = len(fig.axes)
     plt.close(fig)
@@ -254,8 +273,10 @@ def test_draw_overparameterization():
     sims, theories = [r[0] for r in runs], [r[1] for r in runs]
     assert int(sims[-1]["diverged"].sum()) >= 1
     # two family panels, one heat map per run, one colour bar
-    assert _draw("overparameterization", sims, theories) == 2 + 4 + 1
-    assert _draw("overparameterization", sims[:1], []) == 2 + 1 + 1  # K = 3 is in both
+    families = {"(a) both rates scaled": [0, 2], "(b) eta_w = 3K": [0, 1, 3]}
+    assert _draw("overparameterization", sims, theories, families=families) == 2 + 4 + 1
+    both = {"(a)": [0], "(b)": [0]}  # K = 3 is in both
+    assert _draw("overparameterization", sims[:1], [], families=both) == 2 + 1 + 1
 
 
 def test_draw_variability():
@@ -279,10 +300,12 @@ def test_draw_finite_size():
     sims[0] = _diverged_copy(sims[0], from_record=5)
     assert _draw("finite_size", sims, theories, first_stage_level=1e-6, escape_level=0.15) == 3
     assert _draw("finite_size", sims[:1], [], escape_level=1e-9) == 3  # no theory, no escape
-    table = families.finite_size_table(sims, theories, 1e-6, 0.15)
+    compare = analysis.comparison(sims, {analysis.FULL_THEORY: theories}, 1e-6)
+    table = finite_size_table(compare, sims, 0.15)
     assert list(table["N"]) == [20, 40, 80]
     assert np.all(table["R"] > 0)
-    fixed = families.finite_size_table(sims, theories, 1e-6, 0.15, alpha_end=1.0)
+    compare = analysis.comparison(sims, {analysis.FULL_THEORY: theories}, 1e-6, alpha_end=1.0)
+    fixed = finite_size_table(compare, sims, 0.15)
     assert np.all(fixed["alpha_end"] == 1.0) and np.all(fixed["R"] < table["R"])
     assert _draw("finite_size", sims, theories, first_stage_alpha=1.0) == 3
 
@@ -293,7 +316,7 @@ def test_draw_finite_data():
     nofv = [_run(False, P=p, V=v)[1] for p, v in pv]
     sims, theories = [r[0] for r in runs], [r[1] for r in runs]
     sims[3] = _diverged_copy(sims[3])
-    extra = {"theories_nofv": nofv}
+    extra = {"variants": {"nofv": nofv}}
     assert _draw("finite_data", sims, theories, extra, first_stage_level=1e-6) == 4 + 1
     assert _draw("finite_data", sims[:2], theories[:2]) == 2 + 1  # without the no-V variant
     assert _draw("finite_data", sims, theories, extra, first_stage_alpha=1.0) == 4 + 1

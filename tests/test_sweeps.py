@@ -206,7 +206,7 @@ def _fake_sim(params: RunParams, eps_value: float) -> xr.Dataset:
 
 
 def test_rates_vs_K_draws():
-    from tsmeta.figures.sweeps import draw_rates_vs_K
+    from tsmeta.figures.rates_vs_K import draw_rates_vs_K
 
     base = _base(N=40, M=2, eta_J=3.0, eta_w=6.0, alpha_final=10.0)
     sweep = {
@@ -239,7 +239,7 @@ def test_rates_vs_K_draws():
 
 
 def test_phase_diagram_draws():
-    from tsmeta.figures.sweeps import draw_phase_diagram
+    from tsmeta.figures.phase_diagram import draw_phase_diagram
 
     base = _base(N=40, K=2, M=2, alpha_final=5.0)
     sweep = {"base": base, "grid": {"eta_J": [1.0, 3.0], "eta_w": [3.0, 6.0, 9.0]}}

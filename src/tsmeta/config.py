@@ -37,6 +37,7 @@ class Experiment:
     sim_settings: dict = field(default_factory=dict)
     theory_settings: dict = field(default_factory=dict)
     theory_sweep: dict | None = None  # {"base": run params, "grid": ..., "levels": ...}
+    theory_variants: dict = field(default_factory=dict)  # label -> full theory settings
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Plan:
     experiments: dict[str, Experiment]
     sim_settings: dict[str, dict]  # per run
     theory_settings: dict[str, dict]  # per run
+    variant_settings: dict[str, dict[str, dict]] = field(default_factory=dict)  # run -> label
     results: str = "results"
 
 
@@ -154,15 +156,19 @@ def expand(config: dict) -> Plan:
     runs: dict[str, RunParams] = {}
     sim_settings: dict[str, dict] = {}
     theory_settings: dict[str, dict] = {}
+    variant_settings: dict[str, dict[str, dict]] = {}
     experiments: dict[str, Experiment] = {}
     for exp_name, entry in (config.get("experiments") or {}).items():
         names = []
         sim = _canonical(_merge(sim_global, entry.get("simulation")))
         theory = _canonical(_merge(theory_global, entry.get("theory")))
-        for what, cls, values in (
-            ("simulation", SimSettings, sim),
-            ("theory", TheorySettings, theory),
-        ):
+        variants = {
+            label: _canonical(_merge(theory, overrides))
+            for label, overrides in (entry.get("theory_variants") or {}).items()
+        }
+        checks = [("simulation", SimSettings, sim), ("theory", TheorySettings, theory)]
+        checks += [(f"theory_variants.{k}", TheorySettings, v) for k, v in variants.items()]
+        for what, cls, values in checks:
             try:
                 cls.from_dict(values)
             except ValueError as exc:
@@ -190,6 +196,15 @@ def expand(config: dict) -> Plan:
                         f"another experiment that sets different {what} settings"
                     )
                 table[name] = value
+            for label, value in variants.items():
+                table = variant_settings.setdefault(name, {})
+                if table.get(label, value) != value:
+                    raise ConfigError(
+                        f"config key 'experiments.{exp_name}.theory_variants.{label}': run "
+                        f"{name} is shared with another experiment whose variant {label!r} "
+                        "sets different theory settings; give the variant another label"
+                    )
+                table[label] = value
             runs[name] = params
             if name not in names:
                 names.append(name)
@@ -206,15 +221,25 @@ def expand(config: dict) -> Plan:
             sweep["base"] = base
             sweep.setdefault("levels", list(DEFAULT_LEVELS))
             sweep = _canonical(sweep)
+        figure = _canonical(dict(entry.get("figure") or {}))
+        for title, members in (figure.get("families") or {}).items():
+            outside = [i for i in members if i >= len(names)]
+            if outside:
+                raise ConfigError(
+                    f"config key 'experiments.{exp_name}.figure.families': panel {title!r} "
+                    f"names run position(s) {outside}, but the experiment has {len(names)} "
+                    f"run(s): allowed positions 0..{len(names) - 1} (see `tsmeta runs`)"
+                )
         experiments[exp_name] = Experiment(
             name=exp_name,
             runs=names,
             theory_sweep=sweep,
             stages=stages,
-            figure=_canonical(dict(entry.get("figure") or {})),
+            figure=figure,
             description=entry.get("description", ""),
             sim_settings=sim,
             theory_settings=theory,
+            theory_variants=variants,
         )
     if not experiments:
         raise ConfigError("config key 'experiments': at least one experiment is needed")
@@ -223,5 +248,6 @@ def expand(config: dict) -> Plan:
         experiments=experiments,
         sim_settings=sim_settings,
         theory_settings=theory_settings,
+        variant_settings=variant_settings,
         results=config.get("results", "results"),
     )

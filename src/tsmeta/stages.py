@@ -11,7 +11,6 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
 import xarray as xr
 
 from tsmeta.io import open_dataset, params_from_attrs, write_netcdf
@@ -19,7 +18,6 @@ from tsmeta.params import RunParams
 from tsmeta.settings import SimSettings, TheorySettings
 
 log = logging.getLogger(__name__)
-COMPARED = ("eps_meta", "R", "Q", "w0")
 
 
 def set_threads(threads: int | None) -> None:
@@ -87,43 +85,51 @@ def make_sweep(sweep: dict, settings: TheorySettings | dict | None, out) -> Path
     return write_netcdf(run_sweep(sweep, settings), out)
 
 
-def deviations(sim: xr.Dataset, theory: xr.Dataset) -> xr.Dataset:
-    """Simulation minus theory, per seed and averaged over seeds, for eps_meta, R, Q, w0."""
-    out = xr.Dataset()
-    for name in COMPARED:
-        diff = sim[name] - theory[name]
-        out[f"dev_{name}"] = diff
-        out[f"dev_{name}_mean"] = diff.mean("seed")
-        out[f"dev_{name}"].attrs["long_name"] = f"{name}: simulation minus theory"
-    out["dev_log_eps_meta"] = np.log10(sim["eps_meta"]) - np.log10(theory["eps_meta"])
-    out["dev_log_eps_meta"].attrs["long_name"] = "log10 eps_meta: simulation minus theory"
-    return out
+def group_variants(labels, paths) -> dict[str, list]:
+    """{label: paths} from the flat, label-major list of theory-variant files of a rule."""
+    labels, paths = list(labels), list(paths)
+    per = len(paths) // len(labels) if labels else 0
+    return {label: paths[i * per : (i + 1) * per] for i, label in enumerate(labels)}
 
 
-def make_comparison(experiment: str, sim_paths, theory_paths, out) -> Path:
-    parts = []
-    for sim_path, theory_path in zip(sim_paths, theory_paths, strict=True):
-        sim = open_dataset(sim_path, stage="simulate")
-        theory = open_dataset(theory_path, stage="theory")
-        dev = deviations(sim, theory).expand_dims(run=[sim.attrs["run_name"]])
-        parts.append(dev)
-    ds = xr.concat(parts, dim="run", join="outer", combine_attrs="drop")
-    ds.attrs.update(
-        stage="compare",
-        experiment=experiment,
-        description="simulation minus theory on the common alpha grid, per run and seed",
-    )
+def make_comparison(
+    experiment: str, sim_paths, theory_paths, out, variants=None, level=0.01, alpha_end=None
+) -> Path:
+    """compare.nc of an experiment (`analysis.comparison`); variants: {label: theory paths}."""
+    from tsmeta.analysis import FULL_THEORY, comparison
+
+    sims = [open_dataset(p, stage="simulate") for p in sim_paths]
+    theories = {FULL_THEORY: [open_dataset(p, stage="theory") for p in theory_paths]}
+    for label, paths in (variants or {}).items():
+        theories[label] = [open_dataset(p, stage="theory") for p in paths]
+    ds = comparison(sims, theories, level, alpha_end)
+    ds.attrs.update(stage="compare", experiment=experiment)
     return write_netcdf(ds, out)
 
 
 def make_figure(
-    experiment: str, options: dict, sim_paths, theory_paths, outputs, theories_nofv=(), sweep=None
+    experiment: str,
+    options: dict,
+    sim_paths,
+    theory_paths,
+    outputs,
+    variants=None,
+    compare=None,
+    sweep=None,
 ) -> list[Path]:
+    """The figure of an experiment; variants: {label: theory paths}; compare, sweep: paths."""
     from tsmeta import figures
 
     sims = [open_dataset(p, stage="simulate") for p in sim_paths]
     theories = [open_dataset(p, stage="theory") for p in theory_paths]
-    extra = {"theories_nofv": [open_dataset(p, stage="theory") for p in theories_nofv]}
+    extra = {
+        "variants": {
+            label: [open_dataset(p, stage="theory") for p in paths]
+            for label, paths in (variants or {}).items()
+        }
+    }
+    if compare is not None:
+        extra["compare"] = open_dataset(compare, stage="compare")
     if sweep is not None:
         extra["sweep"] = open_dataset(sweep, stage="theory_sweep")
     return figures.draw(experiment, options, sims, theories, outputs, extra)

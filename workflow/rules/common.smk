@@ -4,25 +4,35 @@
 wildcard_constraints:
     run="[^/]+",
     experiment="[^/]+",
+    variant="[a-z0-9]+",
 
 
 def run_params(wildcards):
     return PLAN.runs[wildcards.run].to_dict()
 
 
-def experiment_files(kind):
-    """Per-run files of an experiment: sim, theory or theory_nofv (if its figure needs them)."""
-    stage = {"sim": "simulate", "theory": "theory", "theory_nofv": "theory"}[kind]
+def experiment_runs(wildcards, stage):
+    exp = PLAN.experiments[wildcards.experiment]
+    return exp.runs if stage in exp.stages else []
 
-    def inputs(wildcards):
-        exp = PLAN.experiments[wildcards.experiment]
-        if stage not in exp.stages:
-            return []
-        if kind == "theory_nofv" and exp.figure.get("kind") != "finite_data":
-            return []
-        return [f"{RESULTS}/runs/{name}/{kind}.nc" for name in exp.runs]
 
-    return inputs
+def sim_files(wildcards):
+    return [f"{RESULTS}/runs/{r}/sim.nc" for r in experiment_runs(wildcards, "simulate")]
+
+
+def theory_files(wildcards):
+    return [f"{RESULTS}/runs/{r}/theory.nc" for r in experiment_runs(wildcards, "theory")]
+
+
+def variant_files(wildcards):
+    """runs/<run>/theory_<label>.nc of every theory variant of the experiment, label-major."""
+    labels = PLAN.experiments[wildcards.experiment].theory_variants
+    runs = experiment_runs(wildcards, "theory")
+    return [f"{RESULTS}/runs/{r}/theory_{label}.nc" for label in labels for r in runs]
+
+
+def variant_labels(wildcards):
+    return list(PLAN.experiments[wildcards.experiment].theory_variants)
 
 
 def compare_file(wildcards):
@@ -30,6 +40,15 @@ def compare_file(wildcards):
     if {"simulate", "theory"} <= set(exp.stages) and exp.runs:
         return [f"{RESULTS}/experiments/{wildcards.experiment}/compare.nc"]
     return []
+
+
+def compare_window(wildcards):
+    """The first-stage window of the deviations (figure options of the experiment)."""
+    figure = PLAN.experiments[wildcards.experiment].figure
+    return {
+        "level": figure.get("first_stage_level", 0.01),
+        "alpha_end": figure.get("first_stage_alpha"),
+    }
 
 
 def sweep_file(wildcards):

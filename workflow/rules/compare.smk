@@ -1,13 +1,18 @@
 rule compare:
-    """Simulation minus theory for every run of an experiment."""
+    """Simulation against theory and theory variants for every run of an experiment:
+    relabelled deviations and first-stage RMS (the figures read them)."""
     input:
-        sims=experiment_files("sim"),
-        theories=experiment_files("theory"),
+        sims=sim_files,
+        theories=theory_files,
+        variants=variant_files,
     output:
         f"{RESULTS}/experiments/{{experiment}}/compare.nc",
     log:
         f"{RESULTS}/logs/compare/{{experiment}}.log",
     conda:
         "../../envs/tsmeta.yaml"
+    params:
+        window=compare_window,
+        variant_labels=variant_labels,
     script:
         "../scripts/compare.py"

@@ -1,9 +1,10 @@
 rule figure:
-    """One paper figure from its runs (simulation, theory) and its theory sweep."""
+    """One paper figure from its runs (simulation, theory, variants), its comparison and its
+    theory sweep."""
     input:
-        sims=experiment_files("sim"),
-        theories=experiment_files("theory"),
-        theories_nofv=experiment_files("theory_nofv"),
+        sims=sim_files,
+        theories=theory_files,
+        variants=variant_files,
         compare=compare_file,
         sweep=sweep_file,
     output:
@@ -19,6 +20,7 @@ rule figure:
         "../../envs/tsmeta.yaml"
     params:
         options=lambda wildcards: PLAN.experiments[wildcards.experiment].figure,
+        variant_labels=variant_labels,
         description=lambda wildcards: PLAN.experiments[wildcards.experiment].description,
     script:
         "../scripts/figure.py"

@@ -19,17 +19,14 @@ rule theory:
         "../scripts/theory.py"
 
 
-use rule theory as theory_nofv with:
+use rule theory as theory_variant with:
     output:
-        f"{RESULTS}/runs/{{run}}/theory_nofv.nc",
+        f"{RESULTS}/runs/{{run}}/theory_{{variant}}.nc",
     log:
-        f"{RESULTS}/logs/theory_nofv/{{run}}.log",
+        f"{RESULTS}/logs/theory_{{variant}}/{{run}}.log",
     params:
         run=run_params,
-        settings=lambda wildcards: {
-            **PLAN.theory_settings[wildcards.run],
-            "finite_v": False,
-        },
+        settings=lambda wildcards: PLAN.variant_settings[wildcards.run][wildcards.variant],
 
 
 rule theory_sweep:

@@ -1,8 +1,11 @@
-"""Figures of the paper, one `kind` each; `draw` dispatches on the figure's `kind` option.
+"""Figures of the paper, one module per `kind`; `draw` dispatches on the figure's `kind` option.
 
 Every kind is a function (experiment, options, sims, theories, extra) -> matplotlib Figure,
 where sims/theories are the Datasets of the experiment's runs (in config order) and extra
-holds further inputs of the kind (e.g. a theory sweep).
+holds further inputs: "variants" ({label: [theory Datasets]}, the experiment's
+`theory_variants`), "compare" (the experiment's compare.nc: relabelled deviations and
+first-stage RMS, `analysis.comparison`) and "sweep" (its theory sweep). Shared painters and
+conventions: `figures.style`.
 """
 
 from __future__ import annotations
@@ -17,15 +20,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from tsmeta.figures.algorithms import draw_algorithms  # noqa: E402
 from tsmeta.figures.dynamics import draw_dynamics  # noqa: E402
-from tsmeta.figures.families import (  # noqa: E402
-    draw_algorithms,
-    draw_finite_data,
-    draw_finite_size,
-    draw_overparameterization,
-    draw_variability,
-)
-from tsmeta.figures.sweeps import draw_phase_diagram, draw_rates_vs_K  # noqa: E402
+from tsmeta.figures.finite_data import draw_finite_data  # noqa: E402
+from tsmeta.figures.finite_size import draw_finite_size  # noqa: E402
+from tsmeta.figures.overparameterization import draw_overparameterization  # noqa: E402
+from tsmeta.figures.phase_diagram import draw_phase_diagram  # noqa: E402
+from tsmeta.figures.rates_vs_K import draw_rates_vs_K  # noqa: E402
+from tsmeta.figures.variability import draw_variability  # noqa: E402
 
 KINDS = {
     "dynamics": draw_dynamics,

@@ -9,46 +9,13 @@ record of the simulation). The theory of that seed gets the same relabelling.
 
 from __future__ import annotations
 
-import warnings
-
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 import xarray as xr
 
 from tsmeta.analysis import align_pair, first_crossing
-from tsmeta.io import params_from_attrs
-
-
-def alpha_axis(alpha: np.ndarray, xscale: str) -> np.ndarray:
-    """alpha as plotted: alpha = 0 has no place on a log axis (NaN there)."""
-    x = np.asarray(alpha, dtype=float).copy()
-    if xscale == "log":
-        x[x <= 0] = np.nan
-    return x
-
-
-def _band(ax, x, values, color, label=None, lw=1.6, alpha_fill=0.2):
-    """Mean over seeds (axis 0) with the min-max band; quiet where every seed is NaN."""
-    values = np.asarray(values, dtype=float)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN records: diverged seeds
-        mean = np.nanmean(values, axis=0)
-        lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
-    ax.plot(x, mean, color=color, lw=lw, label=label)
-    ax.fill_between(x, lo, hi, color=color, alpha=alpha_fill, lw=0)
-
-
-def _run_label(sim: xr.Dataset) -> str:
-    p = params_from_attrs(sim.attrs)
-    parts = [f"{p.algorithm.upper()}", f"K={p.K}", f"M={p.M}", f"N={p.N}"]
-    parts += [f"η_J={p.eta_J:g}", f"η_w={p.eta_w:g}"]
-    if p.init != "random":
-        parts.append(f"init={p.init}")
-    if p.gamma != 1:
-        parts.append(f"γ={p.gamma:g}")
-    parts.append(f"{p.seeds} seeds")
-    return ", ".join(parts)
+from tsmeta.figures.style import ALPHA_LABEL, EPS_LABEL, alpha_axis, band, finish, run_label
 
 
 def dynamics_row(axes, sim: xr.Dataset, theory: xr.Dataset | None, thresholds, xscale="log"):
@@ -59,7 +26,7 @@ def dynamics_row(axes, sim: xr.Dataset, theory: xr.Dataset | None, thresholds, x
     ax_e, ax_r, ax_q = axes
     palette = sns.color_palette("colorblind", 10)
 
-    _band(ax_e, x, sim["eps_meta"].values, palette[0], "simulation (closed form)")
+    band(ax_e, x, sim["eps_meta"].values, palette[0], "simulation (closed form)")
     mc = sim["eps_meta_mc"].values
     with np.errstate(all="ignore"):
         mc_err = np.sqrt(np.nansum(sim["eps_meta_mc_err"].values ** 2, 0)) / mc.shape[0]
@@ -68,7 +35,7 @@ def dynamics_row(axes, sim: xr.Dataset, theory: xr.Dataset | None, thresholds, x
             fmt="o", ms=2.5, color=palette[1], elinewidth=0.8, label="simulation (Monte Carlo)",
         )  # fmt: skip
     if theory is not None:
-        _band(ax_e, x, theory["eps_meta"].values, "black", "theory (ODE)", lw=1.0, alpha_fill=0.1)
+        band(ax_e, x, theory["eps_meta"].values, "black", "theory (ODE)", lw=1.0, alpha_fill=0.1)
         eps_th = np.nanmean(theory["eps_meta"].values, 0)
     eps_sim = np.nanmean(sim["eps_meta"].values, 0)
     for level in thresholds:
@@ -83,7 +50,7 @@ def dynamics_row(axes, sim: xr.Dataset, theory: xr.Dataset | None, thresholds, x
         ax_e.annotate(f"{level:g}", (1.0, level), xycoords=("axes fraction", "data"), fontsize=7,
                       ha="right", va="bottom", color="grey")  # fmt: skip
     ax_e.set_yscale("log")
-    ax_e.set_ylabel(r"$\varepsilon_{\rm meta}$")
+    ax_e.set_ylabel(EPS_LABEL)
     diverged = int(sim["diverged"].values.sum())
     if diverged:
         ax_e.text(0.02, 0.02, f"{diverged} seed(s) diverged", transform=ax_e.transAxes, color="red")
@@ -92,7 +59,7 @@ def dynamics_row(axes, sim: xr.Dataset, theory: xr.Dataset | None, thresholds, x
     for k in range(K):
         for n in range(M):
             color = palette[n % 10]
-            _band(ax_r, x, sim["R"].values[:, :, k, n], color, lw=1.2 if k == n else 0.8)
+            band(ax_r, x, sim["R"].values[:, :, k, n], color, lw=1.2 if k == n else 0.8)
             if theory is not None:
                 ax_r.plot(
                     x, np.nanmean(theory["R"].values[:, :, k, n], 0), color="black", lw=0.7, ls="--"
@@ -101,7 +68,7 @@ def dynamics_row(axes, sim: xr.Dataset, theory: xr.Dataset | None, thresholds, x
     for k in range(K):
         for l in range(k, K):
             color = palette[(k * K + l) % 10]
-            _band(ax_q, x, sim["Q"].values[:, :, k, l], color, lw=1.2 if k == l else 0.8)
+            band(ax_q, x, sim["Q"].values[:, :, k, l], color, lw=1.2 if k == l else 0.8)
             if theory is not None:
                 ax_q.plot(
                     x, np.nanmean(theory["Q"].values[:, :, k, l], 0), color="black", lw=0.7, ls="--"
@@ -109,21 +76,18 @@ def dynamics_row(axes, sim: xr.Dataset, theory: xr.Dataset | None, thresholds, x
     ax_q.set_ylabel(r"$Q_{kl}$")
     for ax in axes:
         ax.set_xscale(xscale)
-        ax.set_xlabel(r"$\alpha = t/N$")
+        ax.set_xlabel(ALPHA_LABEL)
     ax_e.legend(fontsize=7, loc="upper right")
-    ax_r.set_title(_run_label(sim), fontsize=8, loc="left")
+    ax_r.set_title(run_label(sim), fontsize=8, loc="left")
 
 
 def draw_dynamics(experiment, options, sims, theories, extra=None):
     thresholds = options.get("thresholds", [0.01, 0.001])
     xscale = options.get("xscale", "log")
     n = len(sims)
-    fig, axes = plt.subplots(n, 3, figsize=(14, 3.6 * n), squeeze=False)
+    fig, axes = plt.subplots(n, 3, figsize=(14, 3.6 * n), squeeze=False, layout="constrained")
     by_name = {t.attrs["run_name"]: t for t in theories}
     for row, sim in zip(axes, sims):
         dynamics_row(row, sim, by_name.get(sim.attrs["run_name"]), thresholds, xscale)
-    fig.suptitle(options.get("title") or experiment, fontsize=11)
-    fig.text(0.01, 0.005, "lines: mean over seeds; bands: min-max over seeds; dashed: theory; "
-             "units relabelled per seed (see docs)", fontsize=7, color="grey")  # fmt: skip
-    fig.tight_layout(rect=(0, 0.02, 1, 0.97))
-    return fig
+    return finish(fig, experiment, options, "lines: mean over seeds; bands: min-max over seeds; "
+                  "dashed: theory; units relabelled per seed (docs/simulation.md)")  # fmt: skip

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from tsmeta.params import RunParams
-from tsmeta.theory.integrals import I2
+from tsmeta.theory.integrals import I2, F4_block
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Physics:
     u_mean: np.ndarray
     u_std: np.ndarray
     noise_std: np.ndarray
+    P: np.ndarray  # training examples per task (the finite-P term, the few-shot error)
 
     @classmethod
     def from_params(cls, params: RunParams | Sequence[RunParams] | Physics) -> Physics:
@@ -51,6 +52,7 @@ class Physics:
             u_mean=arr(lambda p: p.u_mean),
             u_std=arr(lambda p: p.u_std),
             noise_std=arr(lambda p: p.noise_std),
+            P=arr(lambda p: p.P),
         )
 
     def take(self, idx) -> Physics:
@@ -192,3 +194,65 @@ def eps_meta_closed_form(R, Q, T, w0, params: RunParams | Physics) -> np.ndarray
     a, G = head_from_i2(i2, w0, K, M, phys.eta_w, phys.inner_steps)
     mom = head_moments(a, G, phys.u_mean, phys.u_std, fourth=False)
     return 0.5 * np.einsum("...ab,...ab->...", mom["Ecc"], i2)
+
+
+# --- finite P: the sampling noise of the inner gradient (docs/theory.md, section 7) ----------
+
+
+def head_noise_covariance(C, i2, w0, phys: Physics) -> np.ndarray:
+    """Sigma_bar (..., K, K) = E_u Cov(per-example head gradient | u), at the head w0.
+
+    With P training examples the first inner step is w0 - eta_w (h + xi): h the exact
+    gradient, xi the mean of P i.i.d. zero-mean terms, Cov(xi | u) = Sigma(u) / P, where
+    K Sigma_kl(u) = sum_ab c0_a c0_b F4(a, b, lambda_k, lambda_l) + sigma^2 A_kl - m_k m_l,
+    c0 = (w0/sqrt K, 0_M, -u/sqrt M) and m_k = sum_a c0_a I2(z_a, lambda_k). Averaged over u
+    it needs only E[c0 c0^T]. `C` and `i2` are the field covariance and its I2, (..., D, D).
+    """
+    w0 = np.asarray(w0, dtype=float)
+    K = w0.shape[-1]
+    M = (C.shape[-1] - K) // 2
+    used = np.r_[0:K, K + M : K + 2 * M]  # fields with c0 != 0: students, task teacher
+    sK, sM = np.sqrt(K), np.sqrt(M)
+    um = _b(np.asarray(phys.u_mean, float), 2)
+    us2 = _b(np.asarray(phys.u_std, float) ** 2, 2)
+    batch = np.broadcast_shapes(C.shape[:-2], w0.shape[:-1], um.shape[:-2])
+    w0 = np.broadcast_to(w0, batch + (K,))
+    ww = w0[..., :, None] * w0[..., None, :] / K
+    wu = np.broadcast_to(-w0[..., :, None] * um / (sK * sM), batch + (K, M))
+    uu = np.broadcast_to((um**2 + us2 * np.eye(M)) / M, batch + (M, M))
+    Ecc = np.concatenate(
+        [np.concatenate([ww, wu], -1), np.concatenate([np.swapaxes(wu, -1, -2), uu], -1)], -2
+    )  # E_u[c0_a c0_b] over the used fields
+    f4 = F4_block(C, used, np.arange(K))  # (..., K+M, K+M, K, K)
+    quartic = np.einsum("...ab,...abkl->...kl", Ecc, f4)
+    i2_used = i2[..., :K, used]  # I2(lambda_k, z_a)
+    mm = i2_used @ Ecc @ np.swapaxes(i2_used, -1, -2)
+    noise = _b(np.asarray(phys.noise_std, float) ** 2, 2) * i2[..., :K, :K]
+    return (quartic + noise - mm) / K
+
+
+def finite_p_exact(phys: Physics) -> np.ndarray:
+    """Where the finite-P formulas are exact: one inner step (the head is linear in the
+    sampled gradient). Batch-shaped bool."""
+    return np.asarray(phys.inner_steps) == 1
+
+
+def eps_meta_p_closed_form(R, Q, T, w0, params: RunParams | Physics) -> np.ndarray:
+    """The few-shot error: eps_meta with the head adapted on P examples (the run's P).
+
+    eps_P = eps_meta + (eta_w^2 / (2 P K)) tr(Sigma_bar A), exact for inner_steps = 1
+    (docs/theory.md, section 7); NaN where inner_steps >= 2 (not derived). Shape (...).
+    """
+    phys = Physics.from_params(params)
+    R = np.asarray(R, dtype=float)
+    K, M = R.shape[-2:]
+    C = field_covariance(R, Q, T, phys.gamma)
+    i2 = I2(C)
+    a, G = head_from_i2(i2, w0, K, M, phys.eta_w, phys.inner_steps)
+    mom = head_moments(a, G, phys.u_mean, phys.u_std, fourth=False)
+    eps = 0.5 * np.einsum("...ab,...ab->...", mom["Ecc"], i2)
+    sigma = head_noise_covariance(C, i2, w0, phys)
+    extra = np.einsum("...kl,...lk->...", sigma, i2[..., :K, :K])
+    eta_w, P = np.asarray(phys.eta_w, float), np.asarray(phys.P, float)
+    eps_p = eps + eta_w**2 / (2.0 * P * K) * extra
+    return np.where(finite_p_exact(phys), eps_p, np.nan)

@@ -29,6 +29,7 @@ from tsmeta.theory.closed_form import (
     head_moments,
 )
 from tsmeta.theory.integrals import I2, I3, I4, J2
+from tsmeta.theory.second_order import second_order_term
 
 OUTPUTS = ("dR", "dQ", "dw0")
 
@@ -115,6 +116,11 @@ TERMS: dict[str, Term] = {
     ),
     "finite_v": Term(
         finite_v_term, lambda st, alg: st.finite_v, "finite-V term (eta_J^2/V)<e_k e_l> in dQ"
+    ),
+    "second_order": Term(
+        second_order_term,
+        lambda st, alg: alg in ("anil", "maml"),
+        "second order (ANIL, MAML): the outer gradient through the inner head steps",
     ),
 }
 
