@@ -1,5 +1,6 @@
 # tsmeta: dynamics of meta-learning in the teacher-student scenario (arXiv 2408.12545).
 # Stages: tasks -> simulate -> theory -> compare -> figure, one rule file each.
+import os
 import sys
 from pathlib import Path
 
@@ -8,6 +9,8 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# envs/tsmeta.yaml installs the package from here (pip expands ${TSMETA_SOURCE})
+os.environ.setdefault("TSMETA_SOURCE", workflow.basedir)
 from tsmeta import config as tsconfig
 
 

@@ -1,11 +1,17 @@
-"""envs/tsmeta.yaml (conda, for `snakemake --sdm conda`) stays in step with pyproject.toml.
+"""envs/tsmeta.yaml (conda, for `snakemake --sdm conda`) stays in step with pyproject.toml, and
+installs the package itself.
 
 Every [project.dependencies] entry must have its conda package with the same version bounds,
-and the environment must list nothing else but python (and optionally pip). The conda channels
-are not reachable here, so the environment itself is not built; this checks the file only.
+the environment must list nothing else but python and pip, and its pip section must hold the
+project itself and nothing else. The conda channels are not reachable here, so conda is not
+run; instead a job runs in a fresh virtual environment that holds only what the file names
+(the conda packages by their PyPI names, then the pip section as conda hands it to pip).
 """
 
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -29,6 +35,15 @@ CONDA_NAME = {
 }
 ALLOWED_EXTRA = {"python", "pip"}
 CONDA_SPEC = re.compile(r"^([A-Za-z0-9_.\-]+)\s*(.*)$")
+PROJECT_PIP_LINE = "-e ${TSMETA_SOURCE}"  # the Snakefile exports TSMETA_SOURCE
+
+
+def pip_section(text: str) -> list[str]:
+    """The `pip:` entries of an environment file (empty if none)."""
+    for entry in yaml.safe_load(text).get("dependencies") or []:
+        if isinstance(entry, dict):
+            return [str(line) for line in entry.get("pip") or []]
+    return []
 
 
 def pyproject_requirements(text: str) -> dict[str, SpecifierSet]:
@@ -41,8 +56,13 @@ def conda_packages(text: str) -> dict[str, str]:
     env = yaml.safe_load(text)
     packages = {}
     for entry in env.get("dependencies") or []:
-        if isinstance(entry, dict):  # a `pip:` section: not allowed to hide dependencies there
-            raise ValueError(f"unexpected section {sorted(entry)}: list conda packages only")
+        if isinstance(entry, dict):  # the `pip:` section may install the project, nothing else
+            if set(entry) != {"pip"} or [str(x) for x in entry["pip"]] != [PROJECT_PIP_LINE]:
+                raise ValueError(
+                    f"unexpected section {entry}: list conda packages only; the pip section "
+                    f"holds the project itself ({PROJECT_PIP_LINE!r}) and nothing else"
+                )
+            continue
         if "::" in str(entry):
             raise ValueError(f"{ENV_FILE.name}: {entry!r}: give channels in `channels:`")
         match = CONDA_SPEC.match(str(entry).strip())
@@ -147,3 +167,48 @@ def test_pip_section_is_rejected():
     env = "dependencies:\n  - python=3.11\n  - numpy>=1.26\n  - pip:\n    - torch>=2.4\n"
     with pytest.raises(ValueError, match="pip"):
         mismatches(PYPROJECT, env)
+
+
+def test_env_file_installs_the_package():
+    assert pip_section(ENV_FILE.read_text()) == [PROJECT_PIP_LINE]
+    assert "TSMETA_SOURCE" in (ROOT / "Snakefile").read_text()
+
+
+PYPI_NAME = {conda: pypi for pypi, conda in CONDA_NAME.items()} | {"netcdf4": "netCDF4"}
+
+
+@pytest.mark.slow
+def test_a_job_runs_in_a_fresh_environment_with_only_what_the_env_file_names(tmp_path):
+    """The tasks, simulate and theory jobs of one run, in a virtual environment that has the
+    env file's packages (PyPI names; torch pinned to this machine's build) and its pip section
+    as conda runs it (`pip install -r`, ${TSMETA_SOURCE} expanded by pip)."""
+    import torch
+
+    venv = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    listed = conda_packages(ENV_FILE.read_text())
+    requirements = [f"torch=={torch.__version__.split('+')[0]}"]  # the build on this disk
+    for name, spec in listed.items():
+        if name in ALLOWED_EXTRA or name == "pytorch":
+            continue
+        requirements.append(PYPI_NAME.get(name, name) + spec)
+    pip = [python, "-m", "pip", "install", "--quiet"]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    subprocess.run(pip + requirements, check=True, env=env, timeout=900)
+    section = tmp_path / "condaenv.requirements.txt"
+    section.write_text("\n".join(pip_section(ENV_FILE.read_text())) + "\n")
+    env["TSMETA_SOURCE"] = str(ROOT)
+    subprocess.run(pip + ["-r", str(section)], check=True, env=env, cwd=tmp_path, timeout=900)
+    from tsmeta import config as tsconfig
+
+    plan = tsconfig.expand(tsconfig.load(ROOT / "config" / "test.yaml"))
+    run = plan.experiments["dynamics"].runs[0]
+    targets = [f"results/runs/{run}/{name}.nc" for name in ("sim", "theory")]
+    cmd = [python, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--configfile",
+           str(ROOT / "config" / "test.yaml"), "--directory", str(tmp_path / "work"),
+           "--cores", "1", *targets]  # fmt: skip
+    out = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    for target in targets:
+        assert (tmp_path / "work" / target).stat().st_size > 1000

@@ -58,7 +58,7 @@ def random_vectors(K, M, gamma, seed):
     """Explicit weight vectors in d = K + 2M dimensions (x ~ N(0, I_d), fields = W x).
 
     The task-teacher perturbation dB lives in M extra orthonormal directions, so the field
-    covariance of MODEL.md holds exactly; R, Q, T are read off the vectors.
+    covariance of docs/model.md holds exactly; R, Q, T are read off the vectors.
     """
     rng = np.random.default_rng(seed)
     d = K + 2 * M
@@ -170,7 +170,7 @@ def test_field_covariance_matches_vectors():
     np.testing.assert_allclose(C, W @ W.T, rtol=0, atol=1e-14)
 
 
-# --- the fixed point of MODEL.md ------------------------------------------------------------
+# --- the fixed point of docs/model.md ------------------------------------------------------------
 
 
 @pytest.mark.parametrize("K,eta_w", [(3, 9.0), (2, 6.0)])

@@ -65,7 +65,8 @@ def main(argv=None) -> int:
                           help="run parameter, on top of the config's defaults")  # fmt: skip
     sub.add_parser("runs", parents=[common], help="list runs and experiments")
     sub.add_parser("validate", parents=[common], help="validate a config file")
-    sub.add_parser("schema-doc", help="print the config keys as markdown tables")
+    p = sub.add_parser("schema-doc", help="print the config keys as markdown tables")
+    p.add_argument("--write", metavar="FILE", help="replace the generated tables of FILE instead")
     p = sub.add_parser("tasks", parents=[common, run_args], help="task-generation stage")
     p.add_argument("--out", required=True)
     p = sub.add_parser("simulate", parents=[common, run_args], help="simulation stage")
@@ -86,7 +87,10 @@ def main(argv=None) -> int:
             tsconfig.validate(tsconfig.load(args.config))
             print(f"{args.config}: valid")
         elif args.command == "schema-doc":
-            print(tsconfig.schema_markdown())
+            if args.write:
+                print(f"wrote {tsconfig.write_schema_doc(args.write)}")
+            else:
+                print(tsconfig.schema_markdown())
         elif args.command == "runs":
             cfg = tsconfig.load(args.config)
             tsconfig.validate(cfg)

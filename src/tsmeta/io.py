@@ -14,7 +14,7 @@ import xarray as xr
 from tsmeta.params import RunParams
 
 CONVENTIONS = {
-    "model": "meta-learning teacher-student, arXiv 2408.12545; conventions of MODEL.md",
+    "model": "meta-learning teacher-student, arXiv 2408.12545; conventions of docs/model.md",
     "activation": "g(z) = erf(z / sqrt(2)), g'(z) = sqrt(2/pi) exp(-z^2/2)",
     "student": "s(x) = (1/sqrt(K)) sum_k w_k g(J_k . x / sqrt(N))",
     "teacher": "y = (1/sqrt(M)) sum_n u_n g(B_t,n . x / sqrt(N)) + noise_std * zeta",

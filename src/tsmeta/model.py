@@ -1,4 +1,4 @@
-"""The networks and the meta-learning updates of MODEL.md, in PyTorch.
+"""The networks and the meta-learning updates of docs/model.md, in PyTorch.
 
 Everything here is batched over a leading seed axis. Because the networks see an input
 only through its fields (`lambda = J x / sqrt(N)`, `nu_t = B_t x / sqrt(N)`), FO-ANIL and

@@ -25,7 +25,7 @@ ALPHA_MIN = 0.01  # first positive record of a log alpha grid
 
 @dataclass(frozen=True)
 class RunParams:
-    """Physical parameters of one run (MODEL.md); defaults are the paper's first experiment."""
+    """Physical parameters of one run (docs/model.md); defaults are the paper's first experiment."""
 
     algorithm: str = "fo-anil"
     N: int = 200

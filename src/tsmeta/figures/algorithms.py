@@ -25,7 +25,7 @@ from tsmeta.figures.style import (
 def draw_algorithms(experiment, options, sims, theories, extra=None):
     """eps_meta(alpha) and the diagonal overlap for each algorithm, with the FO-ANIL theory once.
 
-    eps_meta is the error after the head-only adaptation of MODEL.md for every algorithm. The
+    eps_meta is the error after the head-only adaptation of docs/model.md for every algorithm. The
     theory is the FO-ANIL theory of the FO-ANIL run if there is one, else of the first run.
     """
     xscale = options.get("xscale", "log")
@@ -60,5 +60,5 @@ def draw_algorithms(experiment, options, sims, theories, extra=None):
         experiment,
         options,
         "lines: mean over seeds; bands: min-max over seeds; black dashed: FO-ANIL ODE "
-        "theory; eps_meta: head-only adaptation (MODEL.md) for every algorithm",
+        "theory; eps_meta: head-only adaptation (docs/model.md) for every algorithm",
     )

@@ -11,6 +11,7 @@ constrained layout.
 from __future__ import annotations
 
 import itertools
+import textwrap
 import warnings
 
 import numpy as np
@@ -83,9 +84,11 @@ def empty(ax, text):
 
 
 def finish(fig, experiment, options, note):
-    """Title and a grey note under the axes (inside the constrained layout)."""
+    """Title and a grey note under the axes (inside the constrained layout), wrapped to the
+    figure's width."""
     fig.suptitle(options.get("title") or experiment, fontsize=11)
-    fig.supxlabel(note, fontsize=7, color="grey")
+    width = max(60, int(fig.get_figwidth() * 17))  # characters of 7-pt text per line
+    fig.supxlabel(textwrap.fill(note, width), fontsize=7, color="grey")
     return fig
 
 
