@@ -13,10 +13,16 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 os.environ.setdefault("TSMETA_SOURCE", workflow.basedir)
 from tsmeta import config as tsconfig
 
-
-configfile: "config/config.yaml"
-
-
+# The config: the --configfile files (else config/config.yaml), then --config key=value, read
+# with the project's YAML loader (a repeated key is an error naming it and its line, 1e6 is a
+# number, a syntax error in config/config.yaml names the file and line). Snakemake itself has
+# read any --configfile before this line, with a message of its own on a syntax error there.
+config.clear()
+config.update(
+    tsconfig.workflow_config(
+        workflow.configfiles, workflow.config_settings.config, workflow.basedir
+    )
+)
 tsconfig.validate(config)  # one clear message naming the bad key, before any job
 # Snakemake's own check. Defaults are not injected: a `base` filled with every default
 # would mask the config's `defaults`; tsmeta.config applies them in that order instead.
@@ -34,6 +40,8 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
+    """Every figure and every file it is made from: a missing (deleted, or set aside as
+    unreadable) intermediate is made again by a plain `snakemake --cores all`."""
     default_target: True
     input:
-        all_figures(),
+        all_outputs(),

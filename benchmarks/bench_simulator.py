@@ -1,10 +1,14 @@
 """Side-by-side timings: dense vs projected sampler, and the ODE theory.
 
     python benchmarks/bench_simulator.py [--device cpu|cuda] [--sizes 500 1000 2000] [--seeds 4]
+    python benchmarks/bench_simulator.py --gram-only   # dense, projected, gram at N = 1e3..1e6
+    python benchmarks/bench_simulator.py --crossover   # gram / projected at small N (`auto`)
 
 Prints seed-tasks per second of both samplers (FO-ANIL, K = M = 3, P = V = N) measured in
 the same process, their ratio, the time the ODE takes to alpha = 450, and a batched theory
-sweep against the same sweep integrated one parameter set at a time.
+sweep against the same sweep integrated one parameter set at a time; the Gram sampler next to
+both at N = 1e3 ... 1e6 (P = V = 1000 and 20); then the cost of the
+finite-P term (one ODE and the default config's phase-diagram sweep, with and without it).
 """
 
 from __future__ import annotations
@@ -21,9 +25,19 @@ from tsmeta.simulation import Simulation
 from tsmeta.tasks import initial_state
 
 
-def tasks_per_second(params: RunParams, sampler: str, device: str, seconds: float) -> float:
-    """Outer steps per second times seeds (recording excluded), after one warm-up chunk."""
-    sim = Simulation(initial_state(params), params, SimSettings(sampler=sampler, device=device))
+def tasks_per_second(
+    params: RunParams,
+    sampler: str,
+    device: str,
+    seconds: float,
+    draw_chunk: int = 64,
+    tasks=None,
+    repeats: int = 1,
+) -> float:
+    """Outer steps per second times seeds (recording excluded), after one warm-up chunk; the
+    best of `repeats` windows of `seconds` (a shared machine's load only slows a window)."""
+    settings = SimSettings(sampler=sampler, device=device, draw_chunk=draw_chunk)
+    sim = Simulation(initial_state(params) if tasks is None else tasks, params, settings)
     chunk = sim.sampler.chunk
 
     def run_chunk():
@@ -33,12 +47,15 @@ def tasks_per_second(params: RunParams, sampler: str, device: str, seconds: floa
 
     run_chunk()
     _sync(device)
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        run_chunk()
-        done += chunk
-    _sync(device)
-    return done * params.seeds / (time.perf_counter() - start)
+    best = 0.0
+    for _ in range(repeats):
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            run_chunk()
+            done += chunk
+        _sync(device)
+        best = max(best, done * params.seeds / (time.perf_counter() - start))
+    return best
 
 
 def _sync(device: str) -> None:
@@ -54,6 +71,102 @@ def bench_samplers(sizes, seeds, device, seconds):
         dense = tasks_per_second(params, "dense", device, seconds)
         projected = tasks_per_second(params, "projected", device, seconds)
         print(f"{N:>6} {dense:>22.1f} {projected:>26.1f} {projected / dense:>8.1f}")
+
+
+# random numbers one chunk of tasks may draw (all seeds): a bound on memory and on the time
+# of one timing chunk; a sampler that needs more for a single task is skipped
+DRAW_BUDGET = 5e7
+
+
+def _numbers_per_task(sampler: str, p: RunParams) -> float:
+    """Random numbers one task draws per seed (the dominant cost of the weight samplers)."""
+    fields = (p.P + p.V) * (p.K + p.M)
+    return {"dense": (p.P + p.V) * p.N, "projected": p.K * p.N + fields, "gram": fields}[sampler]
+
+
+def bench_gram(sizes, data_sizes, seeds, device, seconds):
+    """Seed-tasks per second of dense, projected and gram side by side, N from 1e3 to 1e6
+    (each the best of three windows of seconds / 3)."""
+    print(f"# samplers at large N: FO-ANIL, K = M = 3, {seeds} seeds, device {device}; "
+          f"a sampler is skipped where one task would draw more than {DRAW_BUDGET:.0e} "
+          "random numbers over the seeds (memory, and minutes per measurement)")  # fmt: skip
+    names = ("dense", "projected", "gram")
+    head = "".join(f"{n + ' [seed-tasks/s]':>28}" for n in names)
+    print(f"{'P = V':>6} {'N':>8}{head} {'gram/projected':>15}")
+    for PV in data_sizes:
+        first = None
+        for N in sizes:
+            p = RunParams(N=N, P=PV, V=PV, seeds=seeds)
+            rates = {}
+            vectors = None
+            for name in names:
+                per_task = _numbers_per_task(name, p) * seeds
+                if name != "gram" and per_task > DRAW_BUDGET:
+                    rates[name] = None
+                    continue
+                if name != "gram" and vectors is None:
+                    vectors = initial_state(p, method="vectors")  # B, J at any N
+                chunk = int(max(1, min(64, DRAW_BUDGET // per_task)))
+                tasks = vectors if name != "gram" else None
+                rates[name] = tasks_per_second(p, name, device, seconds / 3, chunk, tasks, 3)
+            first = first or rates["gram"]
+            cells = "".join(
+                f"{'skipped':>28}" if r is None else f"{r:>28.1f}" for r in rates.values()
+            )
+            ratio = rates["gram"] / rates["projected"] if rates["projected"] else None
+            ratio = f"{ratio:>15.1f}" if ratio else f"{'':>15}"
+            print(f"{PV:>6} {N:>8}{cells}{ratio}")
+        print(f"# P = V = {PV}: gram at N = {sizes[-1]:g} runs at {rates['gram'] / first:.2f} "
+              f"times its rate at N = {sizes[0]:g}")  # fmt: skip
+        ratio = gram_flatness(PV, sizes[0], sizes[-1], seeds, device)
+        print(f"# alternating chunks (median of 20 rounds): gram at N = {sizes[-1]:g} runs at "
+              f"{ratio:.2f} times its rate at N = {sizes[0]:g}")  # fmt: skip
+
+
+def gram_flatness(PV: int, small: int, large: int, seeds: int, device: str, rounds=20) -> float:
+    """Rate of gram at N = large over its rate at N = small: both simulations built once, one
+    chunk of each in turn, the median of the per-round ratios (cancels the load's drift)."""
+    sims = []
+    for N in (small, large):
+        p = RunParams(N=N, P=PV, V=PV, seeds=seeds)
+        sims.append(Simulation(initial_state(p), p, SimSettings(sampler="gram", device=device)))
+
+    def chunk_seconds(sim):
+        start = time.perf_counter()
+        draws = sim.draw(sim.sampler.chunk)
+        for c in range(sim.sampler.chunk):
+            sim.step(draws, c)
+        _sync(device)
+        return time.perf_counter() - start
+
+    for sim in sims:
+        chunk_seconds(sim)  # warm-up
+    ratios = [chunk_seconds(sims[0]) / chunk_seconds(sims[1]) for _ in range(rounds)]
+    return float(np.median(ratios))
+
+
+def bench_crossover(sizes, data_sizes, widths, seeds, device, seconds, repeats=5):
+    """gram / projected speed at small N: median of `repeats` alternating measurements (the
+    machine's load drifts; alternating keeps the ratio fair). The crossover encoded in
+    tsmeta.settings.resolve_sampler comes from this table."""
+    print(f"# crossover: gram / projected seed-tasks per second, FO-ANIL, {seeds} seeds, "
+          f"median of {repeats} alternating measurements of {seconds:g} s")  # fmt: skip
+    print(f"{'P + V':>6} {'K + M':>6} " + "".join(f"{'N=' + str(N):>9}" for N in sizes))
+    for PV in data_sizes:
+        for K in widths:
+            row = []
+            for N in sizes:
+                if N < 2 * K:
+                    row.append(f"{'':>9}")
+                    continue
+                p = RunParams(N=N, P=PV // 2, V=PV - PV // 2, K=K, M=K, seeds=seeds, eta_J=1.0)
+                ratios = [
+                    tasks_per_second(p, "gram", device, seconds)
+                    / tasks_per_second(p, "projected", device, seconds)
+                    for _ in range(repeats)
+                ]
+                row.append(f"{np.median(ratios):>9.2f}")
+            print(f"{PV:>6} {2 * K:>6} " + "".join(row), flush=True)
 
 
 def bench_theory(sweep_size: int):
@@ -86,6 +199,43 @@ def bench_theory(sweep_size: int):
           f"one by one {looped:.2f} s, ratio {looped / batched:.1f}")  # fmt: skip
 
 
+def bench_finite_p(config: str, experiment: str):
+    """The finite-P term's cost: one ODE to alpha = 450 and the phase-diagram sweep of the
+    default config, each integrated with and without it, side by side."""
+    from tsmeta.config import expand, load
+    from tsmeta.theory import integrate
+    from tsmeta.theory.sweeps import run_sweep
+
+    rng = np.random.default_rng(0)
+    K = M = 3
+    R0 = 0.1 * rng.standard_normal((1, K, M))
+    Q0 = np.eye(K)[None] + 0.0
+    T, w0 = np.eye(M)[None], np.zeros((1, K))
+    alphas = RunParams().alphas()
+    print("# finite-P term: wall time without / with it (same process, same state)")
+    print(f"{'integration':<44} {'without [s]':>12} {'with [s]':>10} {'ratio':>7}")
+    times = []
+    for finite_p in (False, True):
+        start = time.perf_counter()
+        out = integrate(R0, Q0, T, w0, RunParams(), alphas, {"finite_p": finite_p})
+        times.append((time.perf_counter() - start, out.nfev))
+    (t0, n0), (t1, n1) = times
+    label = f"one ODE to alpha = 450 (RK45; {n0} / {n1} RHS)"
+    print(f"{label:<44} {t0:>12.2f} {t1:>10.2f} {t1 / t0:>7.2f}")
+    exp = expand(load(config)).experiments[experiment]
+    sweep = dict(exp.theory_sweep)
+    if "algorithm" in sweep["grid"]:  # the term is FO-ANIL's (and FO-MAML's): time those
+        sweep["grid"] = {**sweep["grid"], "algorithm": ["fo-anil"]}
+    times = []
+    for finite_p in (False, True):
+        settings = {**exp.theory_settings, "finite_p": finite_p}
+        start = time.perf_counter()
+        ds = run_sweep(sweep, settings)
+        times.append(time.perf_counter() - start)
+    label = f"{experiment} sweep ({ds.attrs['members']} members, {exp.theory_settings['method']})"
+    print(f"{label:<44} {times[0]:>12.2f} {times[1]:>10.2f} {times[1] / times[0]:>7.2f}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -94,14 +244,39 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=5.0, help="timing window per measurement")
     parser.add_argument("--sweep", type=int, default=32, help="parameter sets in the theory sweep")
     parser.add_argument("--no-theory", action="store_true")
+    parser.add_argument("--gram-only", action="store_true", help="only the large-N sampler table")
+    parser.add_argument(
+        "--gram-sizes", type=float, nargs="+", default=[1e3, 1e4, 1e5, 1e6], help="N of that table"
+    )
+    parser.add_argument("--gram-data", type=int, nargs="+", default=[1000, 20], help="P = V")
+    parser.add_argument(
+        "--crossover", action="store_true", help="only gram / projected at small N (auto's rule)"
+    )
+    parser.add_argument("--finite-p-only", action="store_true", help="only the finite-P timings")
+    parser.add_argument("--config", default="config/config.yaml", help="for the sweep timing")
+    parser.add_argument("--sweep-experiment", default="phase_diagram")
     args = parser.parse_args(argv)
     if args.device == "cpu":
         torch.set_num_threads(1)
     name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU (1 thread)"
     print(f"# torch {torch.__version__} on {name}")
+    if args.crossover:
+        bench_crossover([16, 32, 64, 128, 256, 512], [20, 400, 2000], [1, 3, 6], args.seeds,
+                        args.device, min(args.seconds, 0.5))  # fmt: skip
+        return
+    if args.gram_only:
+        sizes = [int(n) for n in args.gram_sizes]
+        bench_gram(sizes, args.gram_data, args.seeds, args.device, args.seconds)
+        return
+    if args.finite_p_only:
+        bench_finite_p(args.config, args.sweep_experiment)
+        return
     bench_samplers(args.sizes, args.seeds, args.device, args.seconds)
+    bench_gram([int(n) for n in args.gram_sizes], args.gram_data, args.seeds, args.device,
+               args.seconds)  # fmt: skip
     if not args.no_theory:
         bench_theory(args.sweep)
+        bench_finite_p(args.config, args.sweep_experiment)
 
 
 if __name__ == "__main__":

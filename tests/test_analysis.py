@@ -12,8 +12,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from tsmeta import analysis  # noqa: E402
-from tsmeta import figures  # noqa: E402
+from tsmeta import (
+    analysis,  # noqa: E402
+    figures,  # noqa: E402
+)
 from tsmeta.figures.finite_size import finite_size_table  # noqa: E402
 from tsmeta.figures.overparameterization import overparameterization_families  # noqa: E402
 from tsmeta.io import params_to_attrs  # noqa: E402
@@ -288,10 +290,22 @@ def test_draw_variability():
 
 
 def test_draw_algorithms():
-    runs = [_run(algorithm=a, alpha_final=1.0) for a in ("fo-anil", "anil", "maml", "fo-maml")]
-    sims, theories = [r[0] for r in runs], [r[1] for r in runs]
-    assert _draw("algorithms", sims, theories) == 2
-    assert _draw("algorithms", [_diverged_copy(sims[2])], theories[2:3]) == 2
+    """One eps_meta and one rms R panel per eta_w, and the escape-factor panel; every run
+    against its own theory (ANIL's ODE for ANIL and MAML)."""
+    from tsmeta.io import params_from_attrs
+    from tsmeta.tasks import initial_state
+    from tsmeta.theory import theory_dataset
+
+    algorithms = ("fo-anil", "anil", "maml", "fo-maml")
+    sims = [_run(algorithm=a, alpha_final=1.0, eta_w=w)[0] for w in (4.5, 20.0) for a in algorithms]
+    theories = []
+    for sim in sims:
+        p = params_from_attrs(sim.attrs)
+        theories.append(theory_dataset(initial_state(p), p, {"finite_p": False}))
+    own = [t.attrs["theory_algorithm"] for t in theories[:4]]
+    assert own == ["fo-anil", "anil", "anil", "fo-anil"]
+    assert _draw("algorithms", sims, theories) == 2 * 2 + 1
+    assert _draw("algorithms", [_diverged_copy(sims[2])], theories[2:3]) == 3
 
 
 def test_draw_finite_size():

@@ -325,7 +325,8 @@ def test_theory_dataset():
     tasks = tasks_dataset(K, M, seeds=[3, 4])
     ds = theory_dataset(tasks, p, {"finite_v": False})
     assert ds.attrs["stage"] == "theory" and ds.attrs["finite_v"] == 0
-    assert "finite-P corrections: not included" in ds.attrs["terms_included"]
+    assert "finite-V term (eta_J^2/V)<e_k e_l> in dQ: not included" in ds.attrs["terms_included"]
+    assert ds.attrs["finite_P_corrections"].startswith("exact 1/P term included")
     assert ds.attrs["wall_time_s"] > 0
     assert dict(ds.sizes) == {"seed": 2, "alpha": len(p.alphas()), "k": K, "l": K, "n": M, "m": M}
     assert ds["R"].dims == ("seed", "alpha", "k", "n")

@@ -12,10 +12,10 @@ from tsmeta.tasks import initial_state
 from tsmeta.theory import theory_dataset
 
 SEEDS = 10
-# P large: the theory is the P -> infinity limit; at P = 400 the head's sampling noise already
-# lowers Q_kk by ~0.02 at alpha = 8 (an O(1/P) effect, shown by the finite_data figure)
+# P small: the head's sampling noise lowers Q_kk by ~0.15 at alpha = 6 against the P = infinity
+# theory; the exact 1/P term of the theory (docs/theory.md, section 7) accounts for it
 PARAMS = RunParams(
-    N=300, P=3000, V=300, seeds=SEEDS, alpha_final=6.0, n_records=6, alpha_grid="linear"
+    N=300, P=30, V=300, seeds=SEEDS, alpha_final=6.0, n_records=6, alpha_grid="linear"
 )
 
 
@@ -29,15 +29,17 @@ def pair():
 def _within_noise(sim, theory):
     """Per-seed deviations sim - theory: their seed mean must be compatible with zero.
 
-    Each seed's deviation is an O(1/sqrt(N)) fluctuation (independent across seeds) plus an
-    O(1/N) finite-size and an O(1/P) finite-data bias (~8/P for Q_kk at alpha = 8, measured);
-    accept |mean| < 5 standard errors + 3/N + 10/P.
+    Each seed's deviation is an O(1/sqrt(N)) fluctuation (independent across seeds) plus
+    small biases, measured on Q_kk at +3e-3 by alpha = 5: O(1/N) finite size, and the
+    O(eta_J^2 eta_w^2 / (V P)) part of the finite-V term that the theory leaves out (Monte
+    Carlo: ~+6e-4 per unit alpha here). The first-order 1/P term is exact for one inner step.
+    Accept |mean| < 5 standard errors + 3/N.
     """
     worst = {}
     for name in ("R", "Q", "eps_meta"):
         d = (sim[name] - theory[name]).values.reshape(SEEDS, sim.sizes["alpha"], -1)
         mean, se = d.mean(0), d.std(0, ddof=1) / np.sqrt(SEEDS)
-        worst[name] = float(np.max(np.abs(mean) - 5 * se - 3 / PARAMS.N - 10 / PARAMS.P))
+        worst[name] = float(np.max(np.abs(mean) - 5 * se - 3 / PARAMS.N))
     return worst
 
 
@@ -56,3 +58,10 @@ def test_the_same_check_rejects_a_theory_with_a_wrong_rate(pair):
     wrong = theory_dataset(tasks, dataclasses.replace(PARAMS, eta_J=PARAMS.eta_J * 1.3))
     worst = _within_noise(sim, wrong)
     assert max(worst.values()) > 0, worst
+
+
+def test_the_same_check_rejects_the_theory_without_its_finite_p_term(pair):
+    tasks, sim = pair
+    infinite_p = theory_dataset(tasks, PARAMS, {"finite_p": False})
+    worst = _within_noise(sim, infinite_p)
+    assert worst["Q"] > 0.05, worst  # Q_kk misses by ~0.15 at alpha = 6

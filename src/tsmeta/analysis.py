@@ -11,6 +11,7 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Iterable
+from statistics import NormalDist
 from typing import NamedTuple
 
 import numpy as np
@@ -460,3 +461,240 @@ def _spread(values: np.ndarray) -> EscapeSpread:
 def escape_spread(sims: Iterable[xr.Dataset], level: float = 1e-3) -> list[EscapeSpread]:
     """For each simulation, the seed-to-seed spread of its escape alpha to `level`."""
     return [_spread(escape_alphas(sim, level)) for sim in sims]
+
+
+# --- early growth of R (escape from the unspecialised state) ---------------------------------
+
+
+def early_growth_rate(
+    ds: xr.Dataset, alpha_max: float = 2.0, max_growth: float = 1.5, min_records: int = 3
+) -> xr.DataArray:
+    """Per seed, the early exponential growth rate of R: the slope of a least-squares line
+    through log rms(R)(alpha), rms over the K x M entries, on the records with
+    alpha <= alpha_max that come before rms(R) first exceeds max_growth times its value at
+    alpha = 0 (the linear regime around R = 0; docs/theory.md, section 10).
+
+    Works on a simulation or a theory Dataset alike (R (seed, alpha, k, n)), so that the
+    estimator is the same on both sides; to compare with `theory.stability.escape_rate`, which
+    is the rate at Q = T = I, keep in mind that finite-N initial overlaps (Q0, T != I) shift
+    each seed's rate. Negative: R decays at first. NaN for a seed with fewer than
+    `min_records` finite records in the window.
+    """
+    if alpha_max <= 0 or max_growth <= 1:
+        raise ValueError(
+            f"need alpha_max > 0 and max_growth > 1, got alpha_max={alpha_max!r}, "
+            f"max_growth={max_growth!r}"
+        )
+    R = ds["R"].transpose("seed", "alpha", ...)
+    alpha = ds["alpha"].values.astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_rms = 0.5 * np.log(np.mean(R.values.reshape(R.shape[0], R.shape[1], -1) ** 2, -1))
+    rates = np.full(R.shape[0], np.nan)
+    for s, series in enumerate(log_rms):
+        inside = alpha <= alpha_max
+        above = np.flatnonzero(series > series[0] + math.log(max_growth))
+        if len(above):
+            inside &= np.arange(len(alpha)) < above[0]
+        inside &= np.isfinite(series)
+        if inside.sum() >= min_records and np.ptp(alpha[inside]) > 0:
+            rates[s] = np.polyfit(alpha[inside], series[inside], 1)[0]
+    out = xr.DataArray(rates, dims=("seed",), coords={"seed": ds["seed"].values})
+    out.attrs.update(
+        long_name="early growth rate of rms R", units="1/alpha", alpha_max=alpha_max,
+        max_growth=max_growth,
+    )  # fmt: skip
+    return out
+
+
+# --- the paper's claims as laws (docs/theory.md, section 11) --------------------------------
+
+
+def rate_law(eta_J, eta_w, K, M, u_std=1.0, gamma=1.0):
+    """FO-ANIL's linear escape rate from the unspecialised state (one inner step),
+    eta_J eta_w u_std^2 gamma^2 / (pi^2 K M) (docs/theory.md, sections 10 and 11): the
+    learning rates enter only through the product eta_J eta_w / K.
+    `theory.stability.escape_rate` is the same rate from the ODE's Jacobian. Numbers, numpy
+    arrays and xarray DataArrays (broadcast by dimension name) alike."""
+    return eta_J * eta_w * (u_std**2 * gamma**2 / math.pi**2) / (K * M)
+
+
+def speed_efolds(eta_J, eta_w, K, M, alpha_final, u_std=1.0, gamma=1.0):
+    """e-folds of the linear escape within alpha_final, alpha_final * rate_law(...).
+
+    At the speed threshold (the smallest rates that bring eps_meta below a level by
+    alpha_final) this is the number of e-folds the overlaps need, ln(1 / R0) + c with
+    R0 ~ N^(-1/2) at a random initial state: the law is ln sqrt(N) + c for every K
+    (docs/theory.md, section 11)."""
+    return alpha_final * rate_law(eta_J, eta_w, K, M, u_std, gamma)
+
+
+def exact_head_rates(arr: Arrangement) -> dict[int, float]:
+    """{m: 3K / m} for every number m > 0 of student units sharing one teacher unit in the
+    arrangement: the head rate at which one inner step is exact for the teacher units carried
+    by m units (Q = R = 1 on them; docs/theory.md, section 11)."""
+    K = len(arr.assignment)
+    return {m: 3.0 * K / m for m in sorted({c for c in arr.counts if c > 0})}
+
+
+def threshold_arrangements(
+    ds: xr.Dataset, axis: str, level: float, prefix: str = "", threshold: float = 0.5
+) -> xr.DataArray:
+    """The arrangement label (`arrangement` of the final R, Q) of the sweep member at the
+    smallest grid value of `axis` that brings eps_meta below `level` (the upper bracket of
+    `minimal_rate`), for every value of the other grid axes; "" where none does."""
+    upper = minimal_rate(ds, axis, level, prefix)["upper"]
+    R, Q = ds[prefix + "R"], ds[prefix + "Q"]
+    labels = np.full(upper.shape, "", dtype=object)
+    for pos in np.ndindex(upper.shape):
+        value = float(upper.values[pos])
+        if not np.isfinite(value):
+            continue
+        sel = {d: upper[d].values[i] for d, i in zip(upper.dims, pos)}
+        sel[axis] = value
+        K = int(sel.get("K", ds.attrs.get("param_K", R.sizes["k"])))
+        M = int(sel.get("M", ds.attrs.get("param_M", R.sizes["n"])))
+        r = R.sel(sel).values[:K, :M]
+        q = Q.sel(sel).values[:K, :K]
+        if np.isfinite(r).all() and np.isfinite(q).all():
+            labels[pos] = arrangement(r, threshold, q).label
+    return xr.DataArray(labels, dims=upper.dims, coords=upper.coords)
+
+
+def arrangement_counts(label: str) -> tuple[int, ...]:
+    """The per-teacher counts of an arrangement label ("2-1-1, one unit off" -> (2, 1, 1))."""
+    head = label.split(",")[0].strip()
+    return tuple(int(c) for c in head.split("-")) if head else ()
+
+
+# --- the second stage: escape statistics -----------------------------------------------------
+
+
+def escape_pairs(sim: xr.Dataset, theory: xr.Dataset, level: float = 1e-3) -> xr.Dataset:
+    """Per seed, the escape alpha (first alpha with eps_meta < level, log-interpolated
+    between records; `first_crossing`) of the simulation and of its ODE integrated from the
+    same seed's initial overlaps, on the seeds both have. NaN: no escape by alpha_final (or
+    diverged). Returns a Dataset with `sim` and `ode` (seed)."""
+    seeds = np.intersect1d(sim["seed"].values, theory["seed"].values)
+    if not len(seeds):
+        raise ValueError("escape_pairs: the simulation and the theory share no seed")
+    out = {}
+    for name, ds in (("sim", sim), ("ode", theory)):
+        ds = ds.sel(seed=seeds)
+        eps = ds["eps_meta"].transpose("seed", "alpha").values
+        out[name] = ("seed", first_crossing(eps, ds["alpha"].values, level))
+    pairs = xr.Dataset(out, coords={"seed": seeds})
+    pairs.attrs.update(level=float(level), alpha_final=float(sim["alpha"].values[-1]))
+    return pairs
+
+
+class MeanError(NamedTuple):
+    """Mean of the finite values with its standard error (std ddof=1 / sqrt(n)); n of total."""
+
+    mean: float
+    error: float
+    std: float
+    n: int
+    total: int
+
+
+def mean_error(values) -> MeanError:
+    v = np.asarray(values, dtype=float).ravel()
+    done = v[np.isfinite(v)]
+    nan = float("nan")
+    if not len(done):
+        return MeanError(nan, nan, nan, 0, len(v))
+    std = float(np.std(done, ddof=1)) if len(done) > 1 else nan
+    return MeanError(float(done.mean()), std / math.sqrt(len(done)), std, len(done), len(v))
+
+
+class Correlation(NamedTuple):
+    """Pearson r of n pairs, with the interval [lower, upper] at `confidence` from Fisher's
+    z = artanh(r), whose standard error is 1 / sqrt(n - 3) for bivariate normal pairs."""
+
+    r: float
+    lower: float
+    upper: float
+    n: int
+    confidence: float
+
+
+def correlation(x, y, confidence: float = 0.68) -> Correlation:
+    """Pearson correlation of the pairs where both x and y are finite, with its Fisher-z
+    interval (NaN for fewer than four pairs)."""
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"x and y need the same length, got {x.shape} and {y.shape}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    ok = np.isfinite(x) & np.isfinite(y)
+    n = int(ok.sum())
+    nan = float("nan")
+    if n < 4 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
+        return Correlation(nan, nan, nan, n, confidence)
+    r = float(np.corrcoef(x[ok], y[ok])[0, 1])
+    z = math.atanh(min(max(r, -1 + 1e-15), 1 - 1e-15))
+    half = NormalDist().inv_cdf(0.5 + confidence / 2) / math.sqrt(n - 3)
+    return Correlation(r, math.tanh(z - half), math.tanh(z + half), n, confidence)
+
+
+def bootstrap_correlation(x, y, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Pearson r of the finite pairs and the standard deviation of r over `n_boot` bootstrap
+    resamples of the pairs (numpy default_rng(seed)): an error bar that does not assume
+    normal pairs. (NaN, NaN) for fewer than four pairs."""
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 4:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
+    xs, ys = x[idx], y[idx]
+    xs = xs - xs.mean(1, keepdims=True)
+    ys = ys - ys.mean(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rs = (xs * ys).sum(1) / np.sqrt((xs**2).sum(1) * (ys**2).sum(1))
+    return float(np.corrcoef(x, y)[0, 1]), float(np.nanstd(rs, ddof=1))
+
+
+class LogSlope(NamedTuple):
+    """value = intercept + slope * ln N; stderr: standard error of the slope; chi2: of the
+    residuals in units of the given errors (n_points - 2 degrees of freedom), NaN without."""
+
+    slope: float
+    stderr: float
+    intercept: float
+    n_points: int
+    chi2: float
+
+
+def fit_log_slope(N, values, errors=None) -> LogSlope:
+    """Weighted least-squares line of `values` against ln N (e.g. the mean escape alpha).
+
+    With `errors` (one standard error per point) the weights are 1 / error^2 and the slope's
+    standard error follows from them (valid for 2 points too); without, the fit is unweighted
+    and the standard error comes from the residuals (NaN for 2 points). Points with a
+    non-finite N, value or error, or N <= 0, are left out; at least two distinct N are needed.
+    """
+    N = np.asarray(N, dtype=float).ravel()
+    y = np.asarray(values, dtype=float).ravel()
+    err = None if errors is None else np.asarray(errors, dtype=float).ravel()
+    if N.shape != y.shape or (err is not None and err.shape != y.shape):
+        raise ValueError("N, values and errors need the same length")
+    ok = np.isfinite(N) & np.isfinite(y) & (N > 0)
+    if err is not None:
+        ok &= np.isfinite(err) & (err > 0)
+    x, y = np.log(N[ok]), y[ok]
+    if len(np.unique(x)) < 2:
+        raise ValueError("fit_log_slope needs at least two distinct N with a finite value")
+    w = np.ones_like(x) if err is None else 1.0 / err[ok] ** 2
+    xm, ym = np.sum(w * x) / w.sum(), np.sum(w * y) / w.sum()
+    sxx = float(np.sum(w * (x - xm) ** 2))
+    slope = float(np.sum(w * (x - xm) * (y - ym)) / sxx)
+    intercept = float(ym - slope * xm)
+    resid = y - (intercept + slope * x)
+    n = len(x)
+    if err is not None:
+        stderr, chi2 = math.sqrt(1.0 / sxx), float(np.sum(w * resid**2))
+    else:
+        stderr = math.sqrt(float(np.sum(resid**2)) / (n - 2) / sxx) if n > 2 else float("nan")
+        chi2 = float("nan")
+    return LogSlope(slope, stderr, intercept, n, chi2)

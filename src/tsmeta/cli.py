@@ -2,9 +2,14 @@
 
 tsmeta runs [--config config/config.yaml]            list runs and experiments
 tsmeta validate [--config FILE]                      check a config, name the bad key
+tsmeta check [--config FILE]                         set aside unreadable result files
 tsmeta tasks     --run NAME --out tasks.nc            (or --set key=value ...)
 tsmeta simulate  --run NAME --tasks tasks.nc --out sim.nc [--checkpoint F] [--device cuda]
 tsmeta theory    --run NAME --tasks tasks.nc --out theory.nc
+
+Without --config, config/config.yaml of the current folder is used, else the one of the
+repository the package was installed from (editable install). --set KEY=VALUE sets a run
+parameter on top of the config's defaults, or on top of the run given with --run.
 """
 
 from __future__ import annotations
@@ -12,37 +17,47 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-
-import yaml
+from pathlib import Path
 
 from tsmeta import config as tsconfig
 from tsmeta import stages
 from tsmeta.params import RunParams
 
-DEFAULT_CONFIG = "config/config.yaml"
+
+def _key_value(text: str) -> tuple[str, object]:
+    """argparse type of --set: KEY=VALUE, VALUE read as YAML (1e6 is a number)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. N=500), got {text!r}")
+    try:
+        return key.strip(), tsconfig.loads(value, f"--set {key.strip()}")
+    except tsconfig.ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _parse_value(text: str):
-    return yaml.safe_load(text)
+def _config_path(args) -> Path:
+    return Path(args.config) if args.config else tsconfig.default_config_path()
 
 
 def _resolve(args) -> tuple[RunParams, dict, dict]:
-    """Run parameters and settings from --config/--run, or from --set key=value."""
-    cfg = tsconfig.load(args.config)
+    """Run parameters and settings from --config and --run, with --set key=value on top."""
+    path = _config_path(args)
+    cfg = tsconfig.load(path)
     tsconfig.validate(cfg)
     plan = tsconfig.expand(cfg)
+    changes = dict(args.set)
     if args.run:
         if args.run not in plan.runs:
-            raise SystemExit(f"tsmeta: run {args.run!r} is not in {args.config}; see `tsmeta runs`")
+            raise SystemExit(f"tsmeta: run {args.run!r} is not in {path}; see `tsmeta runs`")
         params, sim, theory = (
             plan.runs[args.run],
             plan.sim_settings[args.run],
             plan.theory_settings[args.run],
         )
+        if changes:
+            params = RunParams.from_dict({**params.to_dict(), **changes})
     else:
-        values = {**(cfg.get("defaults") or {})}
-        values.update({k: _parse_value(v) for k, v in (kv.split("=", 1) for kv in args.set)})
-        params = RunParams.from_dict(values)
+        params = RunParams.from_dict({**(cfg.get("defaults") or {}), **changes})
         sim = dict(cfg.get("simulation") or {})
         theory = {**tsconfig.THEORY_DEFAULTS, **(cfg.get("theory") or {})}
     if getattr(args, "device", None):
@@ -57,14 +72,26 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--config", default=DEFAULT_CONFIG, help="config file (default: %(default)s)"
+        "--config",
+        default=None,
+        help=f"config file (default: {tsconfig.DEFAULT_CONFIG} of the current folder, else of "
+        "the repository)",
     )
     run_args = argparse.ArgumentParser(add_help=False)
     run_args.add_argument("--run", help="run name from the config (see `tsmeta runs`)")
-    run_args.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                          help="run parameter, on top of the config's defaults")  # fmt: skip
+    run_args.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        type=_key_value,
+        help="run parameter, on top of the config's defaults or of --run",
+    )
     sub.add_parser("runs", parents=[common], help="list runs and experiments")
     sub.add_parser("validate", parents=[common], help="validate a config file")
+    sub.add_parser(
+        "check", parents=[common], help="open every result file; set aside unreadable ones"
+    )
     p = sub.add_parser("schema-doc", help="print the config keys as markdown tables")
     p.add_argument("--write", metavar="FILE", help="replace the generated tables of FILE instead")
     p = sub.add_parser("tasks", parents=[common, run_args], help="task-generation stage")
@@ -84,15 +111,20 @@ def main(argv=None) -> int:
 
     try:
         if args.command == "validate":
-            tsconfig.validate(tsconfig.load(args.config))
-            print(f"{args.config}: valid")
+            path = _config_path(args)
+            tsconfig.validate(tsconfig.load(path))
+            print(f"{path}: valid")
+        elif args.command == "check":
+            cfg = tsconfig.load(_config_path(args))
+            tsconfig.validate(cfg)
+            return _check(tsconfig.expand(cfg))
         elif args.command == "schema-doc":
             if args.write:
                 print(f"wrote {tsconfig.write_schema_doc(args.write)}")
             else:
                 print(tsconfig.schema_markdown())
         elif args.command == "runs":
-            cfg = tsconfig.load(args.config)
+            cfg = tsconfig.load(_config_path(args))
             tsconfig.validate(cfg)
             plan = tsconfig.expand(cfg)
             for name, exp in plan.experiments.items():
@@ -109,10 +141,41 @@ def main(argv=None) -> int:
         elif args.command == "theory":
             params, _, theory = _resolve(args)
             stages.make_theory(args.tasks, params, theory, args.out)
-    except (tsconfig.ConfigError, ValueError, RuntimeError) as exc:
+    except (tsconfig.ConfigError, ValueError, RuntimeError, OSError) as exc:
         print(f"tsmeta: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+STAGE_FILES = {"simulate": "sim", "theory": "theory"}  # results/runs/<run>/<file>.nc
+
+
+def _check(plan: tsconfig.Plan) -> int:
+    """Open every existing result file of the plan; set aside those that cannot be read."""
+    from tsmeta.io import InputFileError, open_dataset, setting_aside_unreadable_files
+
+    results = Path(plan.results)
+    files = []
+    for name, exp in plan.experiments.items():
+        for run in exp.runs if exp.stages else []:
+            files += [results / "runs" / run / "tasks.nc"]
+            files += [results / "runs" / run / f"{STAGE_FILES[s]}.nc" for s in exp.stages]
+            files += [results / "runs" / run / f"theory_{v}.nc" for v in exp.theory_variants]
+        files += [results / "experiments" / name / f for f in ("compare.nc", "sweep.nc")]
+    files = [f for f in dict.fromkeys(files) if f.exists()]
+    bad = []
+    with setting_aside_unreadable_files():
+        for path in files:
+            try:
+                open_dataset(path)
+            except InputFileError as exc:
+                bad.append(str(exc))
+    for message in bad:
+        print(f"tsmeta: {message}", file=sys.stderr)
+    print(f"{len(files)} file(s) under {results}/ checked, {len(bad)} unreadable and set aside")
+    if bad:
+        print("make them again with the snakemake command you ran (e.g. snakemake --cores all)")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

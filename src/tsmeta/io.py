@@ -6,6 +6,8 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,10 @@ CONVENTIONS = {
         "head adapted from w0 by the inner rule with the exact expected gradient (P -> infinity), "
         "error E_x (1/2)(s - y)^2 against the noiseless task teacher, averaged over tasks"
     ),
+    "eps_meta_p": (
+        "the same with the head adapted on the task's P noisy training examples (the few-shot "
+        "error): eps_meta + (eta_w^2 / (2 P K)) tr(Sigma_bar A) for inner_steps = 1"
+    ),
 }
 
 VARIABLES = {
@@ -39,8 +45,18 @@ VARIABLES = {
     "R": ("student-teacher overlap R_kn = J_k.B_n/N", "1"),
     "Q": ("student-student overlap Q_kl = J_k.J_l/N", "1"),
     "eps_meta": ("meta-generalisation error, closed form in the order parameters", "1"),
-    "eps_meta_mc": ("meta-generalisation error, plain Monte Carlo (no formula)", "1"),
+    "eps_meta_mc": (
+        "error after adapting on mc_adapt examples, plain Monte Carlo (no formula)",
+        "1",
+    ),
     "eps_meta_mc_err": ("standard error of eps_meta_mc over the sampled tasks", "1"),
+    "eps_meta_p": (
+        "few-shot error: meta-generalisation error with the head adapted on P examples, "
+        "closed form in the order parameters",
+        "1",
+    ),
+    "eps_meta_p_mc": ("few-shot error (head adapted on P examples), plain Monte Carlo", "1"),
+    "eps_meta_p_mc_err": ("standard error of eps_meta_p_mc over the sampled tasks", "1"),
     "diverged": ("1 where the run left the valid domain (non-finite or exploding)", "1"),
     "alpha_diverged": ("alpha at which the run was marked diverged (NaN if it did not)", "1"),
     "t": ("outer step (task count)", "1"),
@@ -55,6 +71,9 @@ TRAJECTORY_DIMS = {  # sim.nc and theory.nc
     "eps_meta": ("seed", "alpha"),
     "eps_meta_mc": ("seed", "alpha"),
     "eps_meta_mc_err": ("seed", "alpha"),
+    "eps_meta_p": ("seed", "alpha"),
+    "eps_meta_p_mc": ("seed", "alpha"),
+    "eps_meta_p_mc_err": ("seed", "alpha"),
     "diverged": ("seed",),
     "alpha_diverged": ("seed",),
     "t": ("alpha",),
@@ -130,34 +149,94 @@ def versions() -> dict:
     }
 
 
-def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write atomically: a temporary file in the same folder, then rename."""
+def umask() -> int:
+    """The process's umask (Linux: read, not set; elsewhere set and restored at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path in the folder of `path` to write to; when the block ends it gets
+    the permissions of a newly created file (0666 less the umask, typically 0644; the
+    temporary file itself is private) and is renamed onto `path`. Removed if the block
+    raises, so `path` is never left half written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
-        ds.to_netcdf(tmp, engine="netcdf4")
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write atomically: a temporary file in the same folder, then rename."""
+    with atomic_output(path) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4")
+    return Path(path)
+
+
+# How to make a file again after it was set aside (printed in the error messages).
+REMAKE_HINT = (
+    "run the same snakemake command again (e.g. `snakemake --cores all`, with your "
+    "--configfile if you gave one) and it makes the file anew; outside Snakemake, rerun the "
+    "tsmeta stage that makes it"
+)
+SET_ASIDE_SUFFIX = ".unreadable"
+_SET_ASIDE = [False]  # set by `setting_aside_unreadable_files` (Snakemake jobs)
+
+
+@contextmanager
+def setting_aside_unreadable_files():
+    """Inside the block, `open_dataset` renames an unreadable file to <name>.unreadable
+    before it raises, so that rerunning the workflow makes the file again (a Snakemake job
+    remakes a missing output, never a corrupt one)."""
+    _SET_ASIDE.append(True)
+    try:
+        yield
+    finally:
+        _SET_ASIDE.pop()
+
+
+def set_aside(path: str | os.PathLike, suffix: str = SET_ASIDE_SUFFIX) -> Path | None:
+    """Rename `path` to path + suffix (replacing an older one); None if it is gone already
+    (a job running beside this one set it aside first)."""
+    path = Path(path)
+    target = path.with_name(path.name + suffix)
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        return None
+    return target
 
 
 def open_dataset(path: str | os.PathLike, stage: str | None = None, required=()) -> xr.Dataset:
-    """Load a netCDF file into memory, with an error naming the file if it is unusable."""
+    """Load a netCDF file into memory, with an error naming the file if it is unusable (and
+    saying how to make it again; inside `setting_aside_unreadable_files`, set aside first)."""
     path = Path(path)
     if not path.exists():
-        raise InputFileError(f"{path}: file does not exist")
+        raise InputFileError(f"{path}: file does not exist; {REMAKE_HINT}")
     try:
         with xr.open_dataset(path, engine="netcdf4") as ds:
             ds = ds.load()
     except Exception as exc:  # netCDF4/HDF5 raise many types for a truncated file
-        raise InputFileError(
-            f"{path}: not a readable netCDF file ({type(exc).__name__}: {exc}); "
-            "delete it and rerun the stage that makes it"
-        ) from exc
+        what = f"{path}: not a readable netCDF file ({type(exc).__name__}: {exc})"
+        moved = set_aside(path) if _SET_ASIDE[-1] else None
+        if moved is not None:
+            raise InputFileError(f"{what}; moved aside to {moved}; {REMAKE_HINT}") from exc
+        raise InputFileError(f"{what}; delete it (or move it aside), then {REMAKE_HINT}") from exc
     if stage is not None and ds.attrs.get("stage") != stage:
         raise InputFileError(
             f"{path}: expected a tsmeta '{stage}' file, found stage={ds.attrs.get('stage')!r}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -54,6 +55,10 @@ class RunParams:
     seed_offset: int = 0
 
     def __post_init__(self):
+        for f in fields(self):  # NaN passes every comparison below; inf is no rate either
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number, got {value!r}")
         _check_choice("algorithm", self.algorithm, ALGORITHMS)
         _check_choice("init", self.init, INITS)
         _check_choice("teacher_init", self.teacher_init, TEACHER_INITS)
@@ -108,11 +113,13 @@ class RunParams:
         return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
 
     def name(self) -> str:
-        """Readable, unique directory name that encodes the parameters.
+        """Readable directory name that identifies the parameters exactly.
 
         The algorithm, then `key~value` for K, M, N, eta_J, eta_w and for every other key
         that differs from its default, joined by `_` (in the spirit of Snakemake's
-        Paramspace), e.g. `fo-anil_K~3_M~3_N~200_eta_J~3_eta_w~9_init~symmetric`.
+        Paramspace), e.g. `fo-anil_K~3_M~3_N~200_eta_J~3_eta_w~9_init~symmetric`. Numbers
+        are written in full (the shortest text that reads back as the same float, `3.0` as
+        `3`), so two different parameter sets never share a name.
         """
         default = RunParams()
         values = self.to_dict()
@@ -144,6 +151,59 @@ def record_steps(N: int, alpha_final: float, n_records: int, grid: str) -> np.nd
     return np.unique(np.round(steps).astype(np.int64).clip(0, total))
 
 
+# --- theory-sweep grids (theory.sweeps integrates them; config validation checks them) ----
+
+SWEEP_KEYS = ("base", "grid", "levels", "search_eta_J")
+
+
+def axis_values(spec) -> list:
+    """Values of one axis: a list, or {start, stop, num, scale: linear|log}."""
+    if isinstance(spec, dict):
+        unknown = sorted(set(spec) - {"start", "stop", "num", "scale"})
+        if unknown or not {"start", "stop", "num"} <= set(spec):
+            raise ValueError(f"range spec needs start, stop, num (and scale), got {spec!r}")
+        scale = spec.get("scale", "linear")
+        num = int(spec["num"])
+        if scale == "log":
+            if spec["start"] <= 0 or spec["stop"] <= 0:
+                raise ValueError(f"a log range needs positive start and stop, got {spec!r}")
+            values = np.geomspace(spec["start"], spec["stop"], num)
+        elif scale == "linear":
+            values = np.linspace(spec["start"], spec["stop"], num)
+        else:
+            raise ValueError(f"scale must be linear or log, got {scale!r}")
+        return [float(v) for v in values]
+    if isinstance(spec, (list, tuple)) and len(spec) >= 1:
+        return list(spec)
+    raise ValueError(f"an axis is a non-empty list or a range spec, got {spec!r}")
+
+
+def searches(sweep: dict) -> dict[str, dict[str, list]]:
+    """The searches of a sweep: name -> {axis: values} ('main', and 'eta_J' if requested)."""
+    unknown = sorted(set(sweep) - set(SWEEP_KEYS))
+    if unknown:
+        raise ValueError(f"unknown theory_sweep key(s) {unknown}; allowed: {list(SWEEP_KEYS)}")
+    grid = sweep.get("grid") or {}
+    if not grid:
+        raise ValueError("theory_sweep.grid needs at least one axis")
+    main = {}
+    for name, spec in grid.items():
+        values = axis_values(spec)
+        coerced = [getattr(RunParams.from_dict({name: v}), name) for v in values]
+        if len(set(coerced)) != len(coerced):
+            raise ValueError(f"theory_sweep.grid.{name} has repeated values {coerced}")
+        main[name] = coerced
+    out = {"main": main}
+    if sweep.get("search_eta_J") is not None:
+        if "eta_J" in main:
+            raise ValueError("search_eta_J needs a grid without an eta_J axis")
+        jvals = [
+            RunParams.from_dict({"eta_J": v}).eta_J for v in axis_values(sweep["search_eta_J"])
+        ]
+        out["eta_J"] = {**{k: v for k, v in main.items() if k != "eta_w"}, "eta_J": jvals}
+    return out
+
+
 def _check_choice(key: str, value, allowed) -> None:
     if value not in allowed:
         raise ValueError(f"{key} must be one of {list(allowed)}, got {value!r}")
@@ -158,11 +218,16 @@ def _coerce(cls, key, value):
             raise ValueError(f"{key} must be an integer, got {value!r}")
         return int(value)
     if kind in ("float", "float | None"):
-        return float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{key} must be a number, got {value!r}")
+        return float(value) + 0.0  # -0.0 -> 0.0: one parameter set, one name
     return value
 
 
 def _fmt(value) -> str:
+    """Exact and short: repr of a float is the shortest text that reads back as the same
+    float (0.1 -> '0.1', 3.0000001 -> '3.0000001'); a trailing '.0' is dropped."""
     if isinstance(value, float):
-        return f"{value:g}"
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
     return str(value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,13 @@ class _Settings:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def _check_finite(self) -> None:
+        """Every number finite: NaN passes every `<`/`>` check, inf is no setting either."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number, got {value!r}")
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -71,20 +79,58 @@ def _field_space_only(params: RunParams) -> str | None:
     )
 
 
-# One line per sampler (docs/simulation.md). `auto` takes the first exact one in this order.
+def _gram_chain(params: RunParams) -> str | None:
+    if params.algorithm == "maml":
+        return (
+            "it is not exact for algorithm 'maml' (the second-order gradient needs the inner "
+            "products of the individual inputs); use sampler 'dense'"
+        )
+    if params.algorithm == "fo-maml" and params.inner_steps > 1:
+        return (
+            f"it is exact for algorithm 'fo-maml' only with inner_steps: 1, got inner_steps="
+            f"{params.inner_steps} (later inner steps need the inner products of the individual "
+            "inputs); use sampler 'dense' or inner_steps: 1"
+        )
+    if params.N < params.K + params.M:
+        return f"it needs N >= K + M, got N={params.N}, K + M={params.K + params.M}"
+    return None
+
+
+# One line per sampler (docs/simulation.md), fastest first: `auto` takes the first exact one
+# in this order (`speed_order`).
 SAMPLERS: dict[str, SamplerSpec] = {
+    "gram": SamplerSpec("tsmeta.simulation.gram:GramSampler", _gram_chain),
     "projected": SamplerSpec("tsmeta.simulation.samplers:ProjectedSampler", _field_space_only),
     "dense": SamplerSpec("tsmeta.simulation.samplers:DenseSampler", lambda params: None),
 }
 SAMPLER_CHOICES = ("auto", *SAMPLERS)
 
+# Where gram overtakes projected: projected draws K N more numbers per task (and does
+# O(N K (K + M)) more work), gram has a fixed overhead per task (QR and Bartlett factor).
+# Measured by `python benchmarks/bench_simulator.py --crossover` (FO-ANIL, 4 seeds, one thread,
+# median of 5 alternating measurements; docs/simulation.md): gram / projected speed is
+# 0.8-1.0 below N K ~ 100-250 and above 1 beyond, for K + M = 2, 6, 12 and P + V = 20 to 2000
+# alike (the field draws they share dilute the ratio at large P + V, they do not move it); at
+# N K = 3000 gram is 1.1-1.8 times faster, at N = 1e6 about 450 (P = V = 1000) to 2300
+# (P = V = 20) times (`--gram-only`).
+GRAM_FROM_NK = 300
+
+
+def speed_order(params: RunParams) -> list[str]:
+    """The samplers from the fastest to the slowest for this run (before exactness)."""
+    names = list(SAMPLERS)
+    if params.N * params.K < GRAM_FROM_NK:
+        names.remove("projected")
+        names.insert(0, "projected")
+    return names
+
 
 def resolve_sampler(sampler: str, params: RunParams) -> str:
-    """The sampler a run uses: `auto` takes the first exact one of SAMPLERS; a named sampler
-    that is not exact for the run is an error that says why and what to use instead."""
+    """The sampler a run uses: `auto` takes the fastest exact one (`speed_order`); a named
+    sampler that is not exact for the run is an error that says why and what to use instead."""
     _check_choice("sampler", sampler, SAMPLER_CHOICES)
     if sampler == "auto":
-        return next(name for name, spec in SAMPLERS.items() if spec.unsupported(params) is None)
+        return next(n for n in speed_order(params) if SAMPLERS[n].unsupported(params) is None)
     reason = SAMPLERS[sampler].unsupported(params)
     if reason is not None:
         raise ValueError(f"sampler {sampler!r} does not fit this run: {reason}; use 'auto'")
@@ -104,7 +150,7 @@ class SimSettings(_Settings):
     device: str = "auto"
     dtype: str = "float64"
     mc_tasks: int = 50
-    mc_adapt: int = 20000  # its O(1/mc_adapt) bias must stay below the MC error
+    mc_adapt: int = 20000  # eps_meta_mc is the few-shot error at P = mc_adapt (closed form)
     mc_test: int = 2000
     mc_every: int = 3  # Monte Carlo at every mc_every-th record (and the last); NaN elsewhere
     draw_chunk: int = 64
@@ -112,12 +158,17 @@ class SimSettings(_Settings):
     divergence_threshold: float = 1e6  # on max_k Q_kk
 
     def __post_init__(self):
+        self._check_finite()
         _check_choice("sampler", self.sampler, SAMPLER_CHOICES)
         _check_choice("device", self.device, DEVICES)
         _check_choice("dtype", self.dtype, DTYPES)
         for key in ("mc_tasks", "mc_adapt", "mc_test", "mc_every", "draw_chunk"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)!r}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every!r}")
+        if not self.divergence_threshold > 0:
+            raise ValueError(f"divergence_threshold must be > 0, got {self.divergence_threshold!r}")
 
 
 # --- theory ------------------------------------------------------------------------------
@@ -133,13 +184,18 @@ class TheorySettings(_Settings):
     rtol: float = 1e-8
     atol: float = 1e-10
     finite_v: bool = True
+    finite_p: bool = True  # the exact 1/P term (FO-ANIL, FO-MAML, inner_steps = 1)
     fixed_step: float | None = None
     max_rhs_evals: int = 500_000  # a normal run to alpha = 450 needs ~2e3-3e4 (RK45)
+    max_wall_s: float | None = 1800.0  # per integration (a run's seeds, a sweep group)
 
     def __post_init__(self):
+        self._check_finite()
         _check_choice("method", self.method, ODE_METHODS)
         if self.fixed_step is not None and not self.fixed_step > 0:
             raise ValueError(f"fixed_step must be > 0 or None, got {self.fixed_step!r}")
+        if self.max_wall_s is not None and not self.max_wall_s > 0:
+            raise ValueError(f"max_wall_s must be > 0 or None, got {self.max_wall_s!r}")
         for key in ("rtol", "atol", "max_rhs_evals"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)!r}")

@@ -6,7 +6,6 @@ output atomically, and can run without Snakemake.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -34,7 +33,8 @@ def make_tasks(params: RunParams, out: str | os.PathLike) -> Path:
 
 
 def _tasks_for(path, params: RunParams) -> xr.Dataset:
-    tasks = open_dataset(path, stage="tasks", required=("B", "J", "w0", "R0", "Q0", "T"))
+    # B and J only where N is small enough to store them (tasks.VECTORS_MAX)
+    tasks = open_dataset(path, stage="tasks", required=("w0", "R0", "Q0", "T"))
     found = params_from_attrs(tasks.attrs)
     for key in ("N", "K", "M", "seeds", "seed_offset", "init", "init_std", "teacher_init"):
         if getattr(found, key) != getattr(params, key):
@@ -66,23 +66,21 @@ def make_simulation(
 
 
 def make_theory(tasks_path, params: RunParams, settings: TheorySettings | dict | None, out) -> Path:
-    """The FO-ANIL theory of a run; for ANIL, MAML, FO-MAML runs the FO-ANIL theory at the
-    same parameters (attribute `theory_algorithm`), which is what the paper compares with."""
-    from tsmeta.io import params_to_attrs
+    """The theory of a run, for its own algorithm: the ANIL ODE for ANIL and MAML, the FO-ANIL
+    ODE for FO-ANIL and FO-MAML (docs/theory.md, section 9; attributes `theory_algorithm`,
+    `terms`)."""
     from tsmeta.theory import theory_dataset
 
     tasks = _tasks_for(tasks_path, params)
-    ds = theory_dataset(
-        tasks, dataclasses.replace(params, algorithm="fo-anil"), TheorySettings.coerce(settings)
-    )
-    ds.attrs.update(params_to_attrs(params), theory_algorithm="fo-anil")
+    ds = theory_dataset(tasks, params, TheorySettings.coerce(settings))
     return write_netcdf(ds, out)
 
 
 def make_sweep(sweep: dict, settings: TheorySettings | dict | None, out) -> Path:
     from tsmeta.theory.sweeps import run_sweep
 
-    return write_netcdf(run_sweep(sweep, settings), out)
+    label = f"theory sweep {Path(out).parent.name}"  # results/experiments/<name>/sweep.nc
+    return write_netcdf(run_sweep(sweep, settings, label=label), out)
 
 
 def group_variants(labels, paths) -> dict[str, list]:
@@ -136,29 +134,49 @@ def make_figure(
 
 
 class log_to:
-    """Send logging and stderr (progress lines) of a stage to a Snakemake log file."""
+    """The context of a Snakemake job's stage: logging and stderr go to the job's log file;
+    progress lines and warnings also to the terminal that runs Snakemake; an input file that
+    turns out unreadable is set aside (`io.setting_aside_unreadable_files`), so that running
+    the workflow again makes it anew; an error ends the log with its traceback."""
 
     def __init__(self, path: str | os.PathLike | None):
         self.path = path
 
     def __enter__(self):
         import sys
+        from contextlib import ExitStack
+
+        from tsmeta.io import setting_aside_unreadable_files
+        from tsmeta.progress import echo_to
 
         self._stderr = sys.stderr
+        self._stack = ExitStack()
         if self.path:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "w", buffering=1)  # noqa: SIM115
             sys.stderr = self._fh
+            self._stack.enter_context(echo_to(self._stderr))
+        self._stack.enter_context(setting_aside_unreadable_files())
         logging.basicConfig(
             stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
             force=True,
         )  # fmt: skip
+        if self.path:  # warnings (diverged seeds, stopped integrations) on the terminal too
+            terminal = logging.StreamHandler(self._stderr)
+            terminal.setLevel(logging.WARNING)
+            terminal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            logging.getLogger().addHandler(terminal)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         import sys
+        import traceback
 
         if self.path:
+            if exc_type is not None:  # the log shows why the job failed (show-failed-logs)
+                traceback.print_exception(exc_type, exc, tb, file=self._fh)
             sys.stderr = self._stderr
+            logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True)
             self._fh.close()
+        self._stack.close()
         return False

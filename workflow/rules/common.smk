@@ -57,6 +57,21 @@ def sweep_file(wildcards):
     return []
 
 
+def all_outputs():
+    """Every file of every experiment (runs, comparisons, sweeps) and its figure."""
+    from types import SimpleNamespace
+
+    files = []
+    for name, exp in PLAN.experiments.items():
+        wildcards = SimpleNamespace(experiment=name)
+        if exp.stages:
+            files += [f"{RESULTS}/runs/{r}/tasks.nc" for r in exp.runs]
+        files += sim_files(wildcards) + theory_files(wildcards)
+        files += variant_files(wildcards) + compare_file(wildcards)
+        files += sweep_file(wildcards)
+    return list(dict.fromkeys(files)) + all_figures()
+
+
 def all_figures():
     return [
         f"{RESULTS}/figures/{name}.{ext}"

@@ -21,6 +21,8 @@ rule figure:
     params:
         options=lambda wildcards: PLAN.experiments[wildcards.experiment].figure,
         variant_labels=variant_labels,
-        description=lambda wildcards: PLAN.experiments[wildcards.experiment].description,
+        description=lambda wildcards: tsconfig.rst_text(
+            PLAN.experiments[wildcards.experiment].description
+        ),
     script:
         "../scripts/figure.py"

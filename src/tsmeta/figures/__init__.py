@@ -10,8 +10,6 @@ conventions: `figures.style`.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -22,12 +20,15 @@ import seaborn as sns  # noqa: E402
 
 from tsmeta.figures.algorithms import draw_algorithms  # noqa: E402
 from tsmeta.figures.dynamics import draw_dynamics  # noqa: E402
+from tsmeta.figures.few_shot import draw_few_shot  # noqa: E402
 from tsmeta.figures.finite_data import draw_finite_data  # noqa: E402
 from tsmeta.figures.finite_size import draw_finite_size  # noqa: E402
 from tsmeta.figures.overparameterization import draw_overparameterization  # noqa: E402
 from tsmeta.figures.phase_diagram import draw_phase_diagram  # noqa: E402
 from tsmeta.figures.rates_vs_K import draw_rates_vs_K  # noqa: E402
+from tsmeta.figures.second_stage import draw_second_stage  # noqa: E402
 from tsmeta.figures.variability import draw_variability  # noqa: E402
+from tsmeta.io import atomic_output  # noqa: E402
 
 KINDS = {
     "dynamics": draw_dynamics,
@@ -36,8 +37,10 @@ KINDS = {
     "algorithms": draw_algorithms,
     "finite_size": draw_finite_size,
     "finite_data": draw_finite_data,
+    "few_shot": draw_few_shot,
     "rates_vs_K": draw_rates_vs_K,
     "phase_diagram": draw_phase_diagram,
+    "second_stage": draw_second_stage,
 }
 
 
@@ -45,17 +48,9 @@ def save(fig, outputs) -> list[Path]:
     """Save to every path (format from the suffix), each through a temporary file."""
     written = []
     for out in outputs:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
-        os.close(fd)
-        try:
+        with atomic_output(out, suffix=Path(out).suffix) as tmp:  # umask permissions
             fig.savefig(tmp, dpi=130)
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        written.append(out)
+        written.append(Path(out))
     plt.close(fig)
     return written
 

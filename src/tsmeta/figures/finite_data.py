@@ -27,11 +27,28 @@ def _pv_label(p) -> str:
     return f"P={p.P}, V={p.V}"
 
 
+# how a right-hand-side term is named in a legend (rhs.TERMS); others: the name, "-" for "_"
+TERM_NAMES = {"finite_v": "finite-V term", "finite_p": "1/P term", "second_order": "2nd order"}
+
+
+def _term_name(term: str) -> str:
+    return TERM_NAMES.get(term, term.replace("_", "-"))
+
+
 def _variant_label(variant, full) -> str:
     """'theory without <its missing terms>' from the `terms` attributes of both theories."""
     missing = [t for t in full.attrs.get("terms", "").split(",") if t]
     missing = [t for t in missing if t not in variant.attrs.get("terms", "").split(",")]
-    return "theory without " + (" and ".join(t.replace("_", "-") for t in missing) or "changes")
+    return "theory without " + (" and ".join(map(_term_name, missing)) or "changes")
+
+
+def _compare_label(label: str, variants: dict, full) -> str:
+    """Legend name of a theory of compare.nc: 'full', or 'w/o <missing terms>' of a variant."""
+    ts = [t for t in variants.get(label, []) if t is not None]
+    f = next((t for t in full if t is not None), None)
+    if not ts or f is None:
+        return label
+    return _variant_label(ts[0], f).replace("theory without ", "w/o ")
 
 
 def draw_finite_data(experiment, options, sims, theories, extra=None):
@@ -73,6 +90,8 @@ def draw_finite_data(experiment, options, sims, theories, extra=None):
     ax_b = bottom.subplots(1, 1)
     compare = extra.get("compare")
     labels = [] if compare is None else [str(t) for t in compare["theory"].values]
+    variant_sets = extra.get("variants") or {}
+    names = {label: _compare_label(label, variant_sets, full) for label in labels}
     quantities = (("R", "R"), ("Q", "Q"), ("log_eps", r"$\log_{10}\varepsilon$"))
     colors = sns.color_palette("colorblind", 3)
     hatches = ["", "//", "..", "xx"]
@@ -85,7 +104,7 @@ def draw_finite_data(experiment, options, sims, theories, extra=None):
                 pos = i + (q * len(labels) + v + 0.5) * width - 0.4
                 ax_b.bar(pos, dev[key], width, color=colors[q], hatch=hatches[v % 4],
                          edgecolor="k", lw=0.4,
-                         label=f"{name}, theory {label}" if i == 0 else None)  # fmt: skip
+                         label=f"{name}, {names[label]}" if i == 0 else None)  # fmt: skip
                 any_bar = any_bar or np.isfinite(dev[key])
     ax_b.set_xticks(range(n))
     ax_b.set_xticklabels([_pv_label(params(s)) for s in sims], fontsize=8)

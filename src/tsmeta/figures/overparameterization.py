@@ -38,6 +38,11 @@ def overparameterization_families(options: dict, n_runs: int) -> dict[str, list[
     return {name: members for name, members in out.items() if members}
 
 
+def _rates_label(p) -> str:
+    """K and both rates, the rates as mathtext symbols."""
+    return rf"K={p.K}, $\eta_J$={p.eta_J:.3g}, $\eta_w$={p.eta_w:.3g}"
+
+
 def arrangement_summary(found) -> str:
     """'2-1-1 ×3' style lines, most frequent arrangement first (counts are seeds)."""
     if not found:
@@ -70,7 +75,7 @@ def draw_overparameterization(experiment, options, sims, theories, extra=None):
         for i in members:
             sim, p = sims[i], plist[i]
             x = alpha_axis(sim["alpha"].values, xscale)
-            label = f"K={p.K}, η_J={p.eta_J:.3g}, η_w={p.eta_w:.3g}{diverged_suffix(sim)}"
+            label = f"{_rates_label(p)}{diverged_suffix(sim)}"
             band(ax, x, sim["eps_meta"].values, color_of[p.K], label)
             theory_line(ax, x, theory_of[i], color=color_of[p.K])
         eps_axes(ax, xscale, options.get("thresholds", []))
@@ -90,7 +95,7 @@ def draw_overparameterization(experiment, options, sims, theories, extra=None):
                 ax.text(n, k, f"{value:.2f}", ha="center", va="center", fontsize=6,
                         color="white" if value < 0.6 * vmax else "black")  # fmt: skip
         found = analysis.run_arrangements(sim, threshold)
-        ax.set_title(f"K={p.K}, η_J={p.eta_J:.3g}, η_w={p.eta_w:.3g}\n"
+        ax.set_title(f"{_rates_label(p)}\n"
                      + arrangement_summary(found), fontsize=7)  # fmt: skip
         ax.set_xticks(range(p.M))
         ax.set_yticks(range(p.K))

@@ -11,6 +11,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.patches import Rectangle
 
 from tsmeta.figures.style import (
+    TEX,
     combos,
     finish,
     selection_label,
@@ -48,6 +49,14 @@ def specialised(R: np.ndarray) -> np.ndarray:
             continue
         out[pos] = len(set(np.abs(r).argmax(axis=1))) == min(r.shape)
     return out
+
+
+def _math_label(sel: dict) -> str:
+    """`selection_label` with the Greek parameters (TEX) as mathtext symbols."""
+    return ", ".join(
+        (f"${TEX[k]}$" if k in TEX else k) + "=" + selection_label({k: v}).split("=", 1)[1]
+        for k, v in sel.items()
+    )
 
 
 def draw_phase_diagram(experiment, options, sims, theories, extra=None):
@@ -114,7 +123,7 @@ def draw_phase_diagram(experiment, options, sims, theories, extra=None):
         ax_a.text(
             0.01,
             0.01,
-            f"hatched: never below {level:g} by α = {base.alpha_final:g}",
+            rf"hatched: never below {level:g} by $\alpha$ = {base.alpha_final:g}",
             transform=ax_a.transAxes,
             fontsize=7,
             color="dimgrey",
@@ -152,13 +161,14 @@ def draw_phase_diagram(experiment, options, sims, theories, extra=None):
             ax.set_ylabel(r"$\eta_w$")
             ax.legend(fontsize=7, loc="upper left", framealpha=0.6)
         shown = {"K": K, "M": base.M, "N": base.N, "init": base.init, **sel}
-        ax_e.set_title(selection_label(shown), fontsize=9, loc="left")
+        ax_e.set_title(_math_label(shown), fontsize=9, loc="left")
     return finish(
         fig,
         experiment,
         options,
         f"theory (ODE) from seed {base.seed_offset}'s initial overlaps; stars: "
-        f"simulation spot checks, filled if the mean ε_meta fell below {level:g}",
+        r"simulation spot checks, filled if the mean $\varepsilon_\mathrm{meta}$ fell below "
+        f"{level:g}",
     )
 
 

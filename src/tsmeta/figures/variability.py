@@ -43,7 +43,7 @@ def draw_variability(experiment, options, sims, theories, extra=None):
         sim_al, th_al = self_aligned(sim), self_aligned(theory)
         color = palette[rank]
         x = alpha_axis(sim["alpha"].values, xscale)
-        label = f"γ={gamma:g}{diverged_suffix(sim)}"
+        label = rf"$\gamma$={gamma:g}{diverged_suffix(sim)}"
         band(ax_e, x, sim["eps_meta"].values, color, label)
         theory_line(ax_e, x, theory, color=color)
         band(ax_r, x, diag_overlap(sim_al), color, label)
@@ -79,7 +79,9 @@ def draw_variability(experiment, options, sims, theories, extra=None):
     ax_f.set_yscale("log")
     ax_f.set_xlabel(r"task similarity $\gamma$")
     ax_f.set_ylabel(EPS_LABEL + " floor")
-    ax_f.set_title(f"mean over the last {window:.0%} of the α range", fontsize=9, loc="left")
+    ax_f.set_title(
+        rf"mean over the last {window:.0%} of the $\alpha$ range", fontsize=9, loc="left"
+    )
     legend(ax_f, fontsize=7)
     return finish(
         fig,

@@ -1,8 +1,9 @@
-"""What the simulation measures: order parameters and eps_meta by plain Monte Carlo.
+"""What the simulation measures: order parameters, and the error after adaptation by plain
+Monte Carlo (on mc_adapt examples, and on P examples: the few-shot error).
 
-The closed-form eps_meta of the measured order parameters is computed once the run ends
-(`tsmeta.theory.eps_meta_closed_form`, the function the theory uses); the Monte Carlo here
-uses no formula, so that the closed form itself is checked.
+The closed forms of the measured order parameters (`tsmeta.theory.eps_meta_closed_form`,
+`eps_meta_p_closed_form`, the functions the theory uses) are computed once the run ends;
+the Monte Carlo here uses no formula, so that the closed forms themselves are checked.
 """
 
 from __future__ import annotations
@@ -25,23 +26,30 @@ def order_parameters(sampler: Sampler) -> dict[str, np.ndarray]:
 
 
 @torch.no_grad()
-def eps_meta_monte_carlo(
+def monte_carlo_errors(
     sampler: Sampler, gens, params: RunParams, settings: SimSettings
-) -> tuple[np.ndarray, np.ndarray]:
-    """eps_meta by plain Monte Carlo, per seed (mean, standard error over tasks).
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Plain Monte Carlo of the error after adaptation, per seed: (mean, standard error over
+    tasks) for `eps_meta_mc` and `eps_meta_p_mc`.
 
-    `mc_tasks` fresh tasks; the head is adapted from w0 with the inner rule on `mc_adapt`
-    noisy examples; the error is the mean of (1/2)(s - y)^2 over `mc_test` examples against
-    the noiseless task teacher. The fields come from the run's sampler, drawn from the
-    measurement stream `gens` of each seed.
+    `mc_tasks` fresh tasks with max(mc_adapt, P) noisy adaptation examples and `mc_test`
+    test examples each. `eps_meta_mc`: the head adapted from w0 by the inner rule on the first
+    `mc_adapt` examples; it estimates the few-shot error at P = mc_adapt, i.e. eps_meta plus
+    the finite-set excess (eta_w^2 / (2 mc_adapt K)) tr(Sigma_bar A) (docs/simulation.md).
+    `eps_meta_p_mc`: the head adapted on the first P examples, exactly as in training: an
+    unbiased estimate of the few-shot error eps_meta_p. Both are the mean of (1/2)(s - y)^2
+    on the same test examples against the noiseless task teacher. The fields come from the
+    run's sampler, drawn from the measurement stream `gens` of each seed.
     """
     p, st = params, settings
     K, M = p.K, p.M
-    n_ex = st.mc_adapt + st.mc_test
+    n_adapt = max(st.mc_adapt, p.P)  # = mc_adapt (the stream of earlier versions) if P <= it
+    n_ex = n_adapt + st.mc_test
     batch = sampler.mc_batch(n_ex)
-    means, errs = [], []
+    heads = {"eps_meta_mc": st.mc_adapt, "eps_meta_p_mc": p.P}
+    out = {name: ([], []) for name in heads}
     for s, gen in enumerate(gens):
-        per_task = []
+        per_task = {name: [] for name in heads}
         for start in range(0, st.mc_tasks, batch):
             n = min(batch, st.mc_tasks - start)
             u = p.u_mean + p.u_std * torch.randn(
@@ -49,23 +57,29 @@ def eps_meta_monte_carlo(
             )
             lam, nu_t = sampler.measurement_fields(s, gen, n, n_ex)
             y = model.network_output(nu_t, u)
-            y_adapt = y[:, : st.mc_adapt]
+            y_adapt = y[:, :n_adapt]
             if p.noise_std > 0:
                 y_adapt = y_adapt + p.noise_std * torch.randn(
-                    n, st.mc_adapt, generator=gen, dtype=sampler.dtype, device=sampler.device
+                    n, n_adapt, generator=gen, dtype=sampler.dtype, device=sampler.device
                 )
-            w = model.adapt_head(
-                lam[:, : st.mc_adapt],
-                y_adapt,
-                sampler.w0[s].expand(n, K),
-                p.eta_w,
-                p.inner_steps,
+            for name, size in heads.items():
+                w = model.adapt_head(
+                    lam[:, :size], y_adapt[:, :size], sampler.w0[s].expand(n, K),
+                    p.eta_w, p.inner_steps,
+                )  # fmt: skip
+                pred = model.network_output(lam[:, n_adapt:], w)
+                per_task[name].append(model.half_mse(pred, y[:, n_adapt:]))
+        for name, values in per_task.items():
+            values = torch.cat(values).cpu().numpy()
+            out[name][0].append(values.mean())
+            out[name][1].append(
+                values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else np.nan
             )
-            pred = model.network_output(lam[:, st.mc_adapt :], w)
-            per_task.append(model.half_mse(pred, y[:, st.mc_adapt :]))
-        per_task = torch.cat(per_task).cpu().numpy()
-        means.append(per_task.mean())
-        errs.append(
-            per_task.std(ddof=1) / math.sqrt(len(per_task)) if len(per_task) > 1 else np.nan
-        )
-    return np.array(means), np.array(errs)
+    return {name: (np.array(m), np.array(e)) for name, (m, e) in out.items()}
+
+
+def eps_meta_monte_carlo(
+    sampler: Sampler, gens, params: RunParams, settings: SimSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """`eps_meta_mc` of `monte_carlo_errors` (adapted on mc_adapt examples), per seed."""
+    return monte_carlo_errors(sampler, gens, params, settings)["eps_meta_mc"]

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,13 +15,17 @@ import numpy as np
 import torch
 import xarray as xr
 
-from tsmeta.io import order_parameter_dataset, params_to_attrs, versions
+from tsmeta.io import atomic_output, order_parameter_dataset, params_to_attrs, set_aside, versions
 from tsmeta.params import RunParams
+from tsmeta.progress import Progress
 from tsmeta.settings import SAMPLERS, SimSettings, resolve_sampler
 from tsmeta.simulation import streams
-from tsmeta.simulation.observables import eps_meta_monte_carlo, order_parameters
+from tsmeta.simulation.observables import monte_carlo_errors, order_parameters
 
 log = logging.getLogger(__name__)
+# Monte-Carlo observables (`observables.monte_carlo_errors`), each with its standard error
+MC_OBSERVABLES = ("eps_meta_mc", "eps_meta_p_mc")
+MC_RECORDS = (*MC_OBSERVABLES, *(name + "_err" for name in MC_OBSERVABLES))
 
 
 def resolve_device(device: str) -> torch.device:
@@ -53,7 +55,7 @@ class Simulation:
         self.alpha_diverged = np.full(S, np.nan)
         self.task_gens = streams.generators(self.seeds, streams.TASK_STREAM, self.device)
         self.mc_gens = streams.generators(self.seeds, streams.MEASUREMENT_STREAM, self.device)
-        self.records = {"t": [], "R": [], "Q": [], "w0": [], "eps_mc": [], "eps_mc_err": []}
+        self.records = {name: [] for name in ("t", "R", "Q", "w0", *MC_RECORDS)}
         self.wall_time = 0.0
 
     # --- tasks ---------------------------------------------------------------------------
@@ -94,15 +96,22 @@ class Simulation:
             self.records[name].append(value)
         index = len(self.records["t"]) - 1
         if index % self.settings.mc_every == 0 or self.t == self.params.total_steps:
-            mean, err = self.eps_meta_monte_carlo()
+            measured = self.monte_carlo_errors()
         else:
-            mean, err = np.full(len(self.seeds), np.nan), np.full(len(self.seeds), np.nan)
-        mean[dead], err[dead] = np.nan, np.nan
-        self.records["eps_mc"].append(mean)
-        self.records["eps_mc_err"].append(err)
+            nan = np.full(len(self.seeds), np.nan)
+            measured = {name: (nan, nan) for name in MC_OBSERVABLES}
+        for name, (mean, err) in measured.items():
+            mean, err = mean.copy(), err.copy()
+            mean[dead], err[dead] = np.nan, np.nan
+            self.records[name].append(mean)
+            self.records[name + "_err"].append(err)
+
+    def monte_carlo_errors(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{eps_meta_mc, eps_meta_p_mc: (mean, standard error)} per seed, now."""
+        return monte_carlo_errors(self.sampler, self.mc_gens, self.params, self.settings)
 
     def eps_meta_monte_carlo(self) -> tuple[np.ndarray, np.ndarray]:
-        return eps_meta_monte_carlo(self.sampler, self.mc_gens, self.params, self.settings)
+        return self.monte_carlo_errors()["eps_meta_mc"]
 
     # --- checkpoints ---------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -120,8 +129,13 @@ class Simulation:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        missing = sorted(set(self.state_dict()) - set(state)) if isinstance(state, dict) else "all"
+        if missing:
+            raise ValueError(f"not a checkpoint of this version (missing {missing})")
         if state["digest"] != self.params.digest() or state["settings"] != self.settings.to_dict():
             raise ValueError("checkpoint belongs to other parameters or settings")
+        if set(state["records"]) != set(self.records):
+            raise ValueError("checkpoint records other observables (an older version)")
         self.t = state["t"]
         self.sampler.load_state_dict(state["sampler"])
         self.alive = state["alive"].to(self.device)
@@ -134,26 +148,31 @@ class Simulation:
         self.wall_time = state["wall_time"]
 
     def save_checkpoint(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_output(path) as tmp:
             torch.save(self.state_dict(), tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+    def resume(self, checkpoint: Path) -> None:
+        """Continue from `checkpoint` if it is usable; an unusable one (truncated, another
+        version, other parameters) is renamed to <name>.unusable, named in a warning, and
+        the run starts from t = 0."""
+        try:
+            state = torch.load(checkpoint, weights_only=False)
+            self.load_state_dict(state)  # checks everything before it changes anything
+        except Exception as exc:  # torch raises OSError, RuntimeError, EOFError, ...
+            moved = set_aside(checkpoint, ".unusable")
+            log.warning(
+                "checkpoint %s is unusable (%s: %s); moved aside to %s; starting from t = 0",
+                checkpoint, type(exc).__name__, exc, moved,
+            )  # fmt: skip
+            return
+        log.info("resumed from %s at t = %d", checkpoint, self.t)
 
     # --- driver --------------------------------------------------------------------------
     def run(self, checkpoint: str | os.PathLike | None = None, progress: bool | None = None):
         p, st = self.params, self.settings
         checkpoint = Path(checkpoint) if checkpoint else None
         if checkpoint is not None and checkpoint.exists():
-            try:
-                self.load_state_dict(torch.load(checkpoint, weights_only=False))
-                log.info("resumed from %s at t = %d", checkpoint, self.t)
-            except (ValueError, KeyError, RuntimeError) as exc:
-                log.warning("ignoring checkpoint %s: %s", checkpoint, exc)
+            self.resume(checkpoint)
         record_at = [int(t) for t in p.record_steps()]
         pending = [t for t in record_at if t >= self.t and t not in self.records["t"]]
         total = p.total_steps
@@ -161,7 +180,8 @@ class Simulation:
         every = st.checkpoint_every
         if every:
             every = max(chunk, (every + chunk - 1) // chunk * chunk)  # chunk boundaries only
-        bar = _Progress(total, self.t, enabled=progress, label=p.name())
+        bar = Progress(total, f"simulate {p.name()}", unit="tasks", start=self.t,
+                       enabled=progress is not False)  # fmt: skip
         started = time.perf_counter()
         while pending and pending[0] == self.t:
             self.record()
@@ -175,7 +195,7 @@ class Simulation:
                     self.record()
                     pending.pop(0)
             self.check_divergence()
-            bar.update(self.t)
+            bar.update(self.t, alpha=self.t / p.N, diverged_seeds=int((~self.alive).sum()))
             if checkpoint is not None and every and self.t % every == 0 and self.t < total:
                 self.wall_time += time.perf_counter() - started
                 started = time.perf_counter()
@@ -184,12 +204,12 @@ class Simulation:
             self.t = pending[0]
             self.record()
             pending.pop(0)
-        bar.close()
+        bar.close(alpha=self.t / p.N, diverged_seeds=int((~self.alive).sum()))
         self.wall_time += time.perf_counter() - started
         return self.dataset()
 
     def dataset(self) -> xr.Dataset:
-        from tsmeta.theory import eps_meta_closed_form
+        from tsmeta.theory import eps_meta_closed_form, eps_meta_p_closed_form
 
         p = self.params
         rec = self.records
@@ -203,8 +223,8 @@ class Simulation:
             "w0": w0,
             "T": self.T,
             "eps_meta": eps_meta_closed_form(R, Q, T, w0, p),
-            "eps_meta_mc": stack("eps_mc"),
-            "eps_meta_mc_err": stack("eps_mc_err"),
+            "eps_meta_p": eps_meta_p_closed_form(R, Q, T, w0, p),
+            **{name: stack(name) for name in MC_RECORDS},
             "diverged": np.isfinite(self.alpha_diverged).astype(np.int8),
             "alpha_diverged": self.alpha_diverged,
             "t": t,
@@ -222,34 +242,6 @@ class Simulation:
             "any_diverged": int(np.isfinite(self.alpha_diverged).any()),
         }
         return order_parameter_dataset(values, self.seeds, p.K, p.M, alpha=t / p.N, attrs=attrs)
-
-
-class _Progress:
-    """tqdm on a terminal; on a log file, one line every 10 % so Snakemake logs stay readable."""
-
-    def __init__(self, total: int, start: int, enabled: bool | None, label: str):
-        self.total, self.label = total, label
-        tty = sys.stderr.isatty()
-        self.enabled = tty if enabled is None else enabled
-        self.bar = None
-        self.next_log = start + total // 10
-        self.t0 = time.perf_counter()
-        if self.enabled and tty:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=start, unit="task", desc=label[:40])
-
-    def update(self, t: int) -> None:
-        if self.bar is not None:
-            self.bar.update(t - self.bar.n)
-        elif self.enabled and t >= self.next_log:
-            rate = t / max(time.perf_counter() - self.t0, 1e-9)
-            print(f"[{self.label}] {t}/{self.total} tasks ({rate:.0f}/s)", file=sys.stderr)
-            self.next_log += max(1, self.total // 10)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def simulate(tasks: xr.Dataset, params: RunParams, settings: SimSettings | None = None, **kw):

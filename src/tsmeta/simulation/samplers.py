@@ -103,6 +103,12 @@ class WeightSampler(Sampler):
 
     def __init__(self, tasks, params, settings, device, dtype):
         super().__init__(tasks, params, settings, device, dtype)
+        if "B" not in tasks or "J" not in tasks:
+            raise ValueError(
+                f"sampler {self.name!r} needs the weights B and J, which the tasks file does not "
+                f"hold at N={params.N} (N (K + M) above tsmeta.tasks.VECTORS_MAX, only the "
+                "initial overlaps are stored); use sampler 'gram' or 'auto'"
+            )
         as_tensor = lambda name: torch.as_tensor(  # noqa: E731
             tasks[name].values, dtype=dtype, device=device
         )

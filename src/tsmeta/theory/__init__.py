@@ -1,14 +1,16 @@
 """Order-parameter ODE theory (N -> infinity); see docs/theory.md.
 
-integrals (Gaussian averages) -> closed_form (adapted head, moments over u, eps_meta) ->
-rhs (the physics: named terms of d(R, Q, w0)/d(alpha)) -> integrator (batched stepping) ->
-dataset (the theory stage) and sweeps (theory-only grids).
+integrals (Gaussian averages, F4) -> closed_form (adapted head, moments over u, eps_meta,
+the head noise at finite P and the few-shot error eps_meta_p) -> rhs (the physics: named
+terms of d(R, Q, w0)/d(alpha); their modules second_order, finite_p) -> integrator (batched
+stepping) -> dataset (the theory stage) and sweeps (theory-only grids).
 """
 
 from tsmeta.theory.closed_form import (
     Physics,
     adapted_head,
     eps_meta_closed_form,
+    eps_meta_p_closed_form,
     field_covariance,
     head_moments,
 )
@@ -28,6 +30,7 @@ __all__ = [
     "adapted_head",
     "drift",
     "eps_meta_closed_form",
+    "eps_meta_p_closed_form",
     "field_covariance",
     "head_moments",
     "integrate",

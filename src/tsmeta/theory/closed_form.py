@@ -200,34 +200,43 @@ def eps_meta_closed_form(R, Q, T, w0, params: RunParams | Physics) -> np.ndarray
 
 
 def head_noise_covariance(C, i2, w0, phys: Physics) -> np.ndarray:
-    """Sigma_bar (..., K, K) = E_u Cov(per-example head gradient | u), at the head w0.
+    """Sigma_bar (..., K, K) = E_u Cov(one example's head gradient | u), at the head w0.
 
     With P training examples the first inner step is w0 - eta_w (h + xi): h the exact
     gradient, xi the mean of P i.i.d. zero-mean terms, Cov(xi | u) = Sigma(u) / P, where
     K Sigma_kl(u) = sum_ab c0_a c0_b F4(a, b, lambda_k, lambda_l) + sigma^2 A_kl - m_k m_l,
-    c0 = (w0/sqrt K, 0_M, -u/sqrt M) and m_k = sum_a c0_a I2(z_a, lambda_k). Averaged over u
-    it needs only E[c0 c0^T]. `C` and `i2` are the field covariance and its I2, (..., D, D).
+    c0 = (w0/sqrt K, 0_M, -u/sqrt M) and m_k = sum_a c0_a I2(z_a, lambda_k) (docs/theory.md,
+    section 7). Averaged over u it needs only E[c0 c0^T]. `C` and `i2` are the
+    field covariance and its I2, (..., D, D).
     """
     w0 = np.asarray(w0, dtype=float)
     K = w0.shape[-1]
     M = (C.shape[-1] - K) // 2
-    used = np.r_[0:K, K + M : K + 2 * M]  # fields with c0 != 0: students, task teacher
-    sK, sM = np.sqrt(K), np.sqrt(M)
+    lam, task = np.arange(K), np.arange(K + M, K + 2 * M)
     um = _b(np.asarray(phys.u_mean, float), 2)
     us2 = _b(np.asarray(phys.u_std, float) ** 2, 2)
     batch = np.broadcast_shapes(C.shape[:-2], w0.shape[:-1], um.shape[:-2])
     w0 = np.broadcast_to(w0, batch + (K,))
-    ww = w0[..., :, None] * w0[..., None, :] / K
-    wu = np.broadcast_to(-w0[..., :, None] * um / (sK * sM), batch + (K, M))
-    uu = np.broadcast_to((um**2 + us2 * np.eye(M)) / M, batch + (M, M))
-    Ecc = np.concatenate(
-        [np.concatenate([ww, wu], -1), np.concatenate([np.swapaxes(wu, -1, -2), uu], -1)], -2
-    )  # E_u[c0_a c0_b] over the used fields
-    f4 = F4_block(C, used, np.arange(K))  # (..., K+M, K+M, K, K)
+    # E_u[c0 c0^T] by blocks (students, task teacher)
+    Eww = w0[..., :, None] * w0[..., None, :] / K
+    Ewu = np.broadcast_to(-w0[..., :, None] * um / np.sqrt(K * M), batch + (K, M))
+    Euu = np.broadcast_to((um**2 + us2 * np.eye(M)) / M, batch + (M, M))
+    # the F4 part; with w0 = 0 (common: it stays 0 when u_mean = 0) only the task block counts
+    if np.any(w0):
+        used = np.concatenate([lam, task])
+        Ecc = np.concatenate(
+            [np.concatenate([Eww, Ewu], -1), np.concatenate([np.swapaxes(Ewu, -1, -2), Euu], -1)],
+            -2,
+        )
+        f4 = F4_block(C, used, used, lam, lam)
+    else:
+        Ecc, f4 = Euu, F4_block(C, task, task, lam, lam)
     quartic = np.einsum("...ab,...abkl->...kl", Ecc, f4)
-    i2_used = i2[..., :K, used]  # I2(lambda_k, z_a)
-    mm = i2_used @ Ecc @ np.swapaxes(i2_used, -1, -2)
-    noise = _b(np.asarray(phys.noise_std, float) ** 2, 2) * i2[..., :K, :K]
+    # E[m m^T], m = I2(lambda, lambda) w0/sqrt K - I2(lambda, nu_t) u/sqrt M
+    A, At = i2[..., :K, :K], i2[..., :K, K + M :]
+    cross = A @ Ewu @ np.swapaxes(At, -1, -2)
+    mm = A @ Eww @ A + cross + np.swapaxes(cross, -1, -2) + At @ Euu @ np.swapaxes(At, -1, -2)
+    noise = _b(np.asarray(phys.noise_std, float) ** 2, 2) * A
     return (quartic + noise - mm) / K
 
 

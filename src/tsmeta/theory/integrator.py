@@ -10,14 +10,22 @@ The implicit methods get the block-diagonal structure of the batch: BDF and Rada
 costs one batched evaluation of (state size) columns; LSODA gets the band width of the
 blocks. At large rates the ODE is stiff near the fixed point and an explicit batched step
 follows the stiffest member (one member at eta_J = 30, eta_w = 40: RK45 ~50k evaluations to
-alpha = 450, BDF ~1k). A member that stalls an implicit solver is split off and integrated
-alone with RK45 (`_adaptive`), so the batch goes on.
+alpha = 450, BDF ~1k). A member that stalls an implicit solver, or makes any solver fail, is
+split off and integrated alone with RK45 (`_adaptive`), so the batch goes on.
+
+No integration can spin: a member whose right-hand side is not finite at a valid state (a
+rate or an input that is not finite) stops at once; every evaluation counts against
+`max_rhs_evals` and the clock against `max_wall_s` (TheorySettings), checked inside the
+right-hand side itself, so that even a solver whose step size became NaN comes back. Stopped
+members are marked diverged (and stalled, where the solver or the bound stopped them) with
+the alpha and the reason (`Trajectory.reason`); `integrate` never raises on them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +45,43 @@ STALL_H = 1e-9  # a step shorter than this times max(alpha, 1e-3) counts as stal
 STALL_STEPS = 3  # ... and this many such steps split the stalling member off the batch
 STALL_WINDOW, STALL_PROGRESS = 50, 5e-3  # or: log(alpha) advanced < 5e-3 in 50 steps
 CHUNK_ELEMENTS = 4e6  # bound on members * K^2 * D^2 (the I4 tensor) per evaluation
+PROGRESS_EVERY_S = 10.0  # seconds between calls of integrate's `progress`
+
+LEFT_DOMAIN = "left the valid domain (non-finite, |entry| > 1e6 or overlaps not PSD)"
+NON_FINITE_DRIFT = "right-hand side not finite at a valid state (a rate or an input not finite?)"
+SOLVER_FAILED = "the ODE solver failed (step size too small)"
+
+
+class _OutOfWork(Exception):
+    """The bound on the work of one `integrate` call is spent (the message says which)."""
+
+
+class _Work:
+    """Right-hand-side evaluations and wall time of one `integrate` call, split-off members
+    included; `spend` raises _OutOfWork once either bound is passed."""
+
+    def __init__(self, max_evals: int, max_wall_s: float | None, progress=None):
+        self.max_evals, self.max_wall_s = max_evals, max_wall_s
+        self.start = time.monotonic()
+        self.evals = 0
+        self.progress = progress
+        self.next_report = self.start + PROGRESS_EVERY_S
+
+    def spend(self, n: int) -> None:
+        self.evals += n
+        if self.evals > self.max_evals:
+            raise _OutOfWork(
+                f"ran out of its work bound, max_rhs_evals = {self.max_evals} right-hand sides"
+            )
+        if self.max_wall_s is not None and time.monotonic() - self.start > self.max_wall_s:
+            raise _OutOfWork(f"ran out of its work bound, max_wall_s = {self.max_wall_s:g} s")
+
+    def report(self, alpha: float) -> None:
+        """Call `progress(alpha, evaluations, seconds)` at most every PROGRESS_EVERY_S."""
+        now = time.monotonic()
+        if self.progress is not None and now >= self.next_report:
+            self.next_report = now + PROGRESS_EVERY_S
+            self.progress(float(alpha), self.evals, now - self.start)
 
 
 # --- state packing and the valid domain ---------------------------------------------------
@@ -62,9 +107,10 @@ class _Layout:
 
 
 def _margins(y, T, lay: _Layout) -> np.ndarray:
-    """Per member: > 0 inside the valid domain, <= 0 outside (non-finite: -1)."""
-    finite = np.all(np.isfinite(y), axis=1)
+    """Per member: > 0 inside the valid domain, <= 0 outside (non-finite state or T: -1)."""
+    finite = np.all(np.isfinite(y), axis=1) & np.all(np.isfinite(T), axis=(1, 2))
     y = np.where(finite[:, None], y, 0.0)
+    T = np.where(finite[:, None, None], T, np.eye(T.shape[-1]))  # eigvalsh fails on NaN
     R, Q, _ = lay.unpack(y)
     gram = np.concatenate(
         [np.concatenate([Q, R], axis=2), np.concatenate([np.swapaxes(R, 1, 2), T], axis=2)],
@@ -93,10 +139,11 @@ class _System:
     """The active members as one flat ODE system; `fun` also takes (n, k) arrays (vectorised),
     and counts the right-hand sides of the whole batch (a column of a vectorised call: 1)."""
 
-    def __init__(self, T, phys: Physics, lay: _Layout, terms: tuple[str, ...]):
+    def __init__(self, T, phys: Physics, lay: _Layout, terms: tuple[str, ...], work: _Work):
         self.T, self.phys, self.lay, self.terms = T, phys, lay, terms
         self.B = T.shape[0]
         self.nfev = 0
+        self.work = work
         self._tiled = {1: (T, phys)}
 
     def deriv(self, y, copies: int = 1):
@@ -120,9 +167,11 @@ class _System:
     def fun(self, t, y):
         if y.ndim == 1:
             self.nfev += 1
+            self.work.spend(1)
             return self.deriv(y.reshape(self.B, -1)).ravel()
         k = y.shape[1]  # columns: k states of the whole batch (numerical Jacobian)
         self.nfev += k
+        self.work.spend(k)
         return self.deriv(y.T.reshape(k * self.B, self.lay.size), k).reshape(k, -1).T
 
     def margins(self, y):
@@ -139,6 +188,7 @@ class _Run:
         self.diverged = np.zeros(B, dtype=bool)
         self.stalled = np.zeros(B, dtype=bool)
         self.alpha_div = np.full(B, np.nan)
+        self.reason = np.full(B, "", dtype=object)
         self.state = y0.copy()
         self.t = alphas[0]
         self.next = 1  # index of the next record
@@ -149,11 +199,12 @@ class _Run:
         self.records[self.active, 0] = y0[self.active]
         self.stop(np.flatnonzero(bad), alphas[0])
 
-    def stop(self, members, t, stalled=False):
+    def stop(self, members, t, stalled=False, reason=LEFT_DOMAIN):
         """Freeze members at alpha t: marked diverged, no later records."""
         self.diverged[members] = True
         self.stalled[members] |= stalled
         self.alpha_div[members] = t
+        self.reason[members] = reason
         self.active[members] = False
 
     def record_until(self, idx, t_end, y_end, interp):
@@ -194,36 +245,54 @@ def _solver(method, system: _System, t0, y0, t_final, st: TheorySettings):
     return _SOLVERS[method](system.fun, t0, y0, t_final, rtol=st.rtol, atol=st.atol, **kwargs)
 
 
-def _adaptive(run: _Run, phys, terms, method: str, st: TheorySettings, budget: int):
+def _adaptive(run: _Run, phys, terms, method: str, st: TheorySettings, work: _Work):
     """scipy OdeSolver stepping with a terminal event on the smallest margin in the batch:
     members that leave the valid domain are frozen there and the others restart.
 
+    A member whose right-hand side is not finite where the batch (re)starts stops there.
     An implicit solver can stall on a member that runs into the singular edge of the domain
     (Newton fails, the step shrinks to ~1e-13): on a stall (STALL_STEPS steps shorter than
     STALL_H * max(alpha, 1e-3), or log max(alpha, 1e-3) advancing by less than STALL_PROGRESS
-    in STALL_WINDOW steps) or a solver failure, the member with the largest right-hand
-    side relative to the tolerance leaves the batch and is integrated alone with RK45 (same
-    divergence handling), and the batch goes on without it.
+    in STALL_WINDOW steps) or a solver failure (any method, more than one member), the member
+    with the largest right-hand side relative to the tolerance leaves the batch and is
+    integrated alone with RK45 (same divergence handling), and the batch goes on without it.
+    When the work bound is spent, every member still running stops, marked stalled.
     """
     t_final = run.alphas[-1]
     implicit = method in _IMPLICIT_SPARSE or method == "LSODA"
     while run.active.any() and run.next < len(run.alphas):
         idx = np.flatnonzero(run.active)
-        system = _System(run.T[idx], phys.take(idx), run.lay, terms)
+        system = _System(run.T[idx], phys.take(idx), run.lay, terms, work)
         shape = (len(idx), run.lay.size)
         try:
+            work.spend(1)
+            f0 = system.deriv(run.state[idx])
+        except _OutOfWork as exc:
+            run.stop(idx, run.t, stalled=True, reason=str(exc))
+            break
+        run.nfev += 1
+        bad = ~np.all(np.isfinite(f0), axis=1)
+        if bad.any():  # NaN or inf rates: no solver can step this member (it would spin)
+            run.stop(idx[bad], run.t, reason=NON_FINITE_DRIFT)
+            continue
+        try:
             solver = _solver(method, system, run.t, run.state[idx].ravel(), t_final, st)
+        except _OutOfWork as exc:
+            run.nfev += system.nfev
+            run.stop(idx, run.t, stalled=True, reason=str(exc))
+            break
         except (ArithmeticError, ValueError, np.linalg.LinAlgError):
-            run.stop(idx, run.t, stalled=True)
+            run.nfev += system.nfev
+            run.stop(idx, run.t, stalled=True, reason=SOLVER_FAILED)
             break
         small_steps, times = 0, []
         while run.next < len(run.alphas):
-            if run.nfev + system.nfev > budget:
-                run.state[idx] = solver.y.reshape(shape)
-                run.stop(idx, solver.t, stalled=True)
-                break
             try:
                 solver.step()
+            except _OutOfWork as exc:
+                run.state[idx] = solver.y.reshape(shape)
+                run.stop(idx, solver.t, stalled=True, reason=str(exc))
+                break
             except (ArithmeticError, ValueError, RuntimeError, np.linalg.LinAlgError):
                 solver.status = "failed"
             if solver.status != "failed" and solver.t_old is not None:
@@ -232,13 +301,15 @@ def _adaptive(run: _Run, phys, terms, method: str, st: TheorySettings, budget: i
             crawling = len(times) > STALL_WINDOW and (
                 math.log(times[-1] / times[-1 - STALL_WINDOW]) < STALL_PROGRESS
             )
-            if implicit and (solver.status == "failed" or small_steps >= STALL_STEPS or crawling):
+            failed = solver.status == "failed"
+            stalling = implicit and (small_steps >= STALL_STEPS or crawling)
+            if (failed and (implicit or len(idx) > 1)) or stalling:
                 run.nfev += system.nfev
                 system.nfev = 0
-                _split_off(run, idx, system, phys, terms, st, budget)
+                _split_off(run, idx, system, phys, terms, st, work)
                 break
-            if solver.status == "failed":
-                run.stop(idx, solver.t, stalled=True)
+            if failed:
+                run.stop(idx, solver.t, stalled=True, reason=SOLVER_FAILED)
                 break
             interp = _reshaped(solver.dense_output(), shape)
             y_new = solver.y.reshape(shape)
@@ -246,6 +317,7 @@ def _adaptive(run: _Run, phys, terms, method: str, st: TheorySettings, budget: i
             if np.all(margins > 0.0):
                 run.record_until(idx, solver.t, y_new, interp)
                 run.state[idx], run.t = y_new, solver.t
+                work.report(solver.t)
                 continue
             # locate the exit on the step's interpolant, record up to it, restart without it
             try:
@@ -259,7 +331,7 @@ def _adaptive(run: _Run, phys, terms, method: str, st: TheorySettings, budget: i
         run.nfev += system.nfev
 
 
-def _split_off(run: _Run, idx, system: _System, phys, terms, st: TheorySettings, budget):
+def _split_off(run: _Run, idx, system: _System, phys, terms, st: TheorySettings, work: _Work):
     """Integrate the member of idx that stalls the batch alone with RK45, from run.t on."""
     y = run.state[idx]
     with np.errstate(all="ignore"):
@@ -269,17 +341,17 @@ def _split_off(run: _Run, idx, system: _System, phys, terms, st: TheorySettings,
     m = idx[int(np.argmax(score))]
     alphas = np.concatenate([[run.t], run.alphas[run.next :]])
     sub = _Run(run.state[m : m + 1], run.T[m : m + 1], alphas, run.lay)
-    _adaptive(sub, phys.take([m]), terms, "RK45", st, max(budget - run.nfev, 0))
+    _adaptive(sub, phys.take([m]), terms, "RK45", st, work)
     run.records[m, run.next :] = sub.records[0, 1:]
     run.state[m] = sub.state[0]
     run.diverged[m], run.stalled[m] = sub.diverged[0], sub.stalled[0]
-    run.alpha_div[m] = sub.alpha_div[0]
+    run.alpha_div[m], run.reason[m] = sub.alpha_div[0], sub.reason[0]
     run.active[m] = False
     run.nfev += sub.nfev
     run.split_off += 1
 
 
-def _fixed_rk4(run: _Run, phys, terms, h: float, budget: int):
+def _fixed_rk4(run: _Run, phys, terms, h: float, work: _Work):
     """Classical RK4 with steps of at most h, landing on every record."""
     for i in range(1, len(run.alphas)):
         t1 = run.alphas[i]
@@ -289,7 +361,12 @@ def _fixed_rk4(run: _Run, phys, terms, h: float, budget: int):
             if not run.active.any():
                 return
             idx = np.flatnonzero(run.active)
-            system = _System(run.T[idx], phys.take(idx), run.lay, terms)
+            system = _System(run.T[idx], phys.take(idx), run.lay, terms, work)
+            try:
+                work.spend(4)
+            except _OutOfWork as exc:
+                run.stop(idx, run.t, stalled=True, reason=str(exc))
+                return
             y = run.state[idx]
             k1 = system.deriv(y)
             k2 = system.deriv(y + 0.5 * dt * k1)
@@ -302,8 +379,7 @@ def _fixed_rk4(run: _Run, phys, terms, h: float, budget: int):
             run.state[idx], run.t = y_new, t_new
             out = margins <= 0.0
             run.stop(idx[out], t_new)  # frozen at the first step outside
-            if run.nfev > budget:
-                run.stop(idx[~out], t_new, stalled=True)
+            work.report(t_new)
         run.records[run.active, i] = run.state[run.active]
         run.next = i + 1
 
@@ -317,7 +393,8 @@ class Trajectory:
     w0 (B, A, K), eps_meta (B, A); diverged (B,), alpha_diverged (B,) (NaN if not), stalled
     (B,) (diverged because the solver failed or ran out of its evaluation budget); nfev
     (right-hand sides of the whole batch, a Jacobian column as one), split_off (members that
-    stalled an implicit solver and were integrated alone), terms (the right-hand side)."""
+    stalled a solver and were integrated alone), terms (the right-hand side), reason (why
+    each member stopped early, "" where it reached the last record)."""
 
     R: np.ndarray
     Q: np.ndarray
@@ -330,6 +407,7 @@ class Trajectory:
     nfev: int
     split_off: int
     terms: tuple[str, ...]
+    reason: np.ndarray | None = None  # (B,) why a member stopped early ("" if it did not)
 
 
 def _as_batch(x, ndim: int) -> np.ndarray:
@@ -353,13 +431,18 @@ def integrate(
     params: RunParams | Sequence[RunParams],
     alphas,
     settings: TheorySettings | dict | None = None,
+    *,
+    progress: Callable[[float, int, float], None] | None = None,
 ) -> Trajectory:
     """Integrate a batch (axis 0, e.g. seeds) as one system and record on `alphas`.
 
     R0 (B, K, M), Q0 (B, K, K), T (B, M, M) or (M, M), w0 (B, K); `params` is one RunParams
     (shared by the batch) or one per member (a sweep: the parameters become (B,) arrays of
     the right-hand side). The right-hand side is `rhs.drift` with the terms that `settings`
-    and the algorithm call for (`rhs.terms_for`). Never raises on divergence.
+    and the algorithm call for (`rhs.terms_for`). Never raises on divergence, on non-finite
+    inputs or on a spent work bound (`max_rhs_evals`, `max_wall_s`): such members stop,
+    marked diverged, with `reason`. `progress(alpha, evaluations, seconds)`, if given, is
+    called every PROGRESS_EVERY_S seconds of a long integration.
     """
     st = TheorySettings.coerce(settings)
     terms = terms_for(st, _algorithm(params))
@@ -374,10 +457,11 @@ def integrate(
     lay = _Layout(K, M)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         run = _Run(lay.pack(R0, Q0, w0), T, alphas, lay)
+        work = _Work(st.max_rhs_evals, st.max_wall_s, progress)
         if st.fixed_step is None:
-            _adaptive(run, phys, terms, st.method, st, st.max_rhs_evals)
+            _adaptive(run, phys, terms, st.method, st, work)
         else:
-            _fixed_rk4(run, phys, terms, st.fixed_step, st.max_rhs_evals)
+            _fixed_rk4(run, phys, terms, st.fixed_step, work)
         A = len(alphas)
         R, Q, w = lay.unpack(run.records.reshape(B * A, lay.size))
         R, Q, w = R.reshape(B, A, K, M), Q.reshape(B, A, K, K), w.reshape(B, A, K)
@@ -395,4 +479,5 @@ def integrate(
         nfev=run.nfev,
         split_off=run.split_off,
         terms=terms,
+        reason=run.reason,
     )

@@ -20,6 +20,7 @@ import numpy as np
 
 from tsmeta.params import RunParams
 from tsmeta.settings import TheorySettings
+from tsmeta.theory import finite_p, second_order
 from tsmeta.theory.closed_form import (
     Physics,
     _b,
@@ -29,7 +30,6 @@ from tsmeta.theory.closed_form import (
     head_moments,
 )
 from tsmeta.theory.integrals import I2, I3, I4, J2
-from tsmeta.theory.second_order import second_order_term
 
 OUTPUTS = ("dR", "dQ", "dw0")
 
@@ -117,11 +117,8 @@ TERMS: dict[str, Term] = {
     "finite_v": Term(
         finite_v_term, lambda st, alg: st.finite_v, "finite-V term (eta_J^2/V)<e_k e_l> in dQ"
     ),
-    "second_order": Term(
-        second_order_term,
-        lambda st, alg: alg in ("anil", "maml"),
-        "second order (ANIL, MAML): the outer gradient through the inner head steps",
-    ),
+    "second_order": Term(second_order.second_order_term, second_order.applies, second_order.DOC),
+    "finite_p": Term(finite_p.finite_p_term, finite_p.applies, finite_p.DOC),
 }
 
 

@@ -1,16 +1,16 @@
 """The second-order (ANIL) part of the drift: the outer gradient through the inner head steps.
 
 Derivation: docs/theory.md, section 9. The training loss is quadratic in the head, so the mean
-head gradient after s inner steps is h_s = D^s h_0 with D = I - eta_w A / K and
+head gradient after s inner steps is h_s = D_m^s h_0 with D_m = I - eta_w A / K and
 h_0 = A w0 / K - C~ u / sqrt(KM). ANIL differentiates the validation loss at the adapted head
 w_S(J, w0) through the inner steps as well; that adds, for every inner step s < S,
 
     dR_kn += eta_J eta_w sum_a coef_s[k, a] I3(lambda_k, nu_n, z_a),
     coef_s[k, a] = E[v_{s,k} c^(s)_a] / sqrt(K) + [a < K] E[v_{s,a} w_{s,k}] / K,
 
-with v_s = D^(2S-1-s) h_0, w_s the head after s steps and c^(s) = c(w_s); dQ gets the same
-with nu_n -> lambda_k' (symmetrised), and dw0 changes from -eta_w0 D^S E_u h_0 (FO-ANIL) to
--eta_w0 D^(2S) E_u h_0. Everything is affine in u, so only second moments over u, I2 and I3
+with v_s = D_m^(2S-1-s) h_0, w_s the head after s steps and c^(s) = c(w_s); dQ gets the same
+with nu_n -> lambda_k' (symmetrised), and dw0 changes from -eta_w0 D_m^S E_u h_0 (FO-ANIL) to
+-eta_w0 D_m^(2S) E_u h_0. Everything is affine in u, so only second moments over u, I2 and I3
 are needed. MAML has the same ODE at leading order in N (docs/theory.md, section 9).
 """
 
@@ -21,6 +21,21 @@ import math
 import numpy as np
 
 from tsmeta.theory.closed_form import _b
+
+# Runs whose theory includes this term: MAML's ODE is ANIL's at leading order in N.
+ALGORITHMS = ("anil", "maml")
+DOC = "second order (ANIL, MAML): the outer gradient through the inner head steps in dR, dQ, dw0"
+
+
+def theory_algorithm(algorithm: str) -> str:
+    """Which ODE the theory of a run integrates: "anil" (ANIL, MAML) or "fo-anil" (FO-ANIL,
+    FO-MAML); docs/theory.md, section 9."""
+    return "anil" if algorithm in ALGORITHMS else "fo-anil"
+
+
+def applies(settings, algorithm: str) -> bool:
+    """The rule of `rhs.TERMS`: ANIL and MAML runs, whatever the settings."""
+    return algorithm in ALGORITHMS
 
 
 class _Affine:
@@ -56,7 +71,7 @@ def second_order_term(f) -> dict:
     """ANIL minus FO-ANIL drift: {"dR", "dQ", "dw0"} at the state of `f` (an `rhs.Fields`).
 
     Vectorised over the batch dims of the state and the parameters (eta_w and inner_steps may
-    differ between members). Zero where D = 0 (eta_w A = K I, e.g. eta_w = 3K at Q = I).
+    differ between members). Zero where D_m = 0 (eta_w A = K I, e.g. eta_w = 3K at Q = I).
     """
     K, M = f.K, f.M
     D_fields = K + 2 * M

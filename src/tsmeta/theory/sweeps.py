@@ -1,4 +1,8 @@
-"""Theory-only sweeps: the FO-ANIL ODE over a grid of run parameters, batched.
+"""Theory-only sweeps: the order-parameter ODE over a grid of run parameters, batched.
+
+Each member integrates the ODE of its own algorithm (`theory.second_order.theory_algorithm`:
+ANIL's for anil and maml, FO-ANIL's for fo-anil and fo-maml), so `algorithm` can be a grid
+axis (attribute `theory_algorithm` lists the ODEs used, `terms` their right-hand sides).
 
 A sweep (`theory_sweep` entry of an experiment, see `config/schema.yaml`) is
 
@@ -34,6 +38,7 @@ log alpha between the two records around the crossing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import time
@@ -43,14 +48,25 @@ import xarray as xr
 
 from tsmeta.analysis import first_crossing
 from tsmeta.io import params_to_attrs
-from tsmeta.params import ALPHA_MIN, DEFAULT_LEVELS, RunParams, log_alpha_grid
+from tsmeta.params import (  # noqa: F401  (axis_values, searches: torch-free, config checks too)
+    ALPHA_MIN,
+    DEFAULT_LEVELS,
+    RunParams,
+    axis_values,
+    log_alpha_grid,
+    searches,
+)
+from tsmeta.progress import Progress
 from tsmeta.settings import TheorySettings
 from tsmeta.tasks import initial_state
+from tsmeta.theory.closed_form import eps_meta_p_closed_form
+from tsmeta.theory.dataset import log_early_stops
 from tsmeta.theory.integrator import integrate
+from tsmeta.theory.rhs import terms_for
+from tsmeta.theory.second_order import theory_algorithm
 
 N_FINE = 400  # records for the threshold crossings (log-spaced, 0.01 .. alpha_final)
 N_COARSE = 60  # records of the eps_meta curves in the output (the `alpha` dim)
-SWEEP_KEYS = ("base", "grid", "levels", "search_eta_J")
 # run parameters that fix a member's initial state (tasks.initial_state with one seed)
 STATE_KEYS = (
     "N",
@@ -69,56 +85,10 @@ _PREFIX = {"main": "", "eta_J": "jsearch_"}
 # --- the grid -----------------------------------------------------------------------------
 
 
-def axis_values(spec) -> list:
-    """Values of one axis: a list, or {start, stop, num, scale: linear|log}."""
-    if isinstance(spec, dict):
-        unknown = sorted(set(spec) - {"start", "stop", "num", "scale"})
-        if unknown or not {"start", "stop", "num"} <= set(spec):
-            raise ValueError(f"range spec needs start, stop, num (and scale), got {spec!r}")
-        scale = spec.get("scale", "linear")
-        num = int(spec["num"])
-        if scale == "log":
-            if spec["start"] <= 0 or spec["stop"] <= 0:
-                raise ValueError(f"a log range needs positive start and stop, got {spec!r}")
-            values = np.geomspace(spec["start"], spec["stop"], num)
-        elif scale == "linear":
-            values = np.linspace(spec["start"], spec["stop"], num)
-        else:
-            raise ValueError(f"scale must be linear or log, got {scale!r}")
-        return [float(v) for v in values]
-    if isinstance(spec, (list, tuple)) and len(spec) >= 1:
-        return list(spec)
-    raise ValueError(f"an axis is a non-empty list or a range spec, got {spec!r}")
-
-
-def searches(sweep: dict) -> dict[str, dict[str, list]]:
-    """The searches of a sweep: name -> {axis: values} ('main', and 'eta_J' if requested)."""
-    unknown = sorted(set(sweep) - set(SWEEP_KEYS))
-    if unknown:
-        raise ValueError(f"unknown theory_sweep key(s) {unknown}; allowed: {list(SWEEP_KEYS)}")
-    grid = sweep.get("grid") or {}
-    if not grid:
-        raise ValueError("theory_sweep.grid needs at least one axis")
-    main = {}
-    for name, spec in grid.items():
-        values = axis_values(spec)
-        coerced = [getattr(RunParams.from_dict({name: v}), name) for v in values]
-        if len(set(coerced)) != len(coerced):
-            raise ValueError(f"theory_sweep.grid.{name} has repeated values {coerced}")
-        main[name] = coerced
-    out = {"main": main}
-    if sweep.get("search_eta_J") is not None:
-        if "eta_J" in main:
-            raise ValueError("search_eta_J needs a grid without an eta_J axis")
-        jvals = [float(v) for v in axis_values(sweep["search_eta_J"])]
-        out["eta_J"] = {**{k: v for k, v in main.items() if k != "eta_w"}, "eta_J": jvals}
-    return out
-
-
 def member_params(base: dict, point: dict) -> RunParams:
-    """RunParams of a member; the ODE is FO-ANIL's, whatever the algorithm (as make_theory)."""
+    """RunParams of a member (one seed); its algorithm selects its ODE, as in make_theory."""
     params = RunParams.from_dict({**base, **point})
-    return dataclasses.replace(params, algorithm="fo-anil", seeds=1)
+    return dataclasses.replace(params, seeds=1)
 
 
 # --- the sweep ----------------------------------------------------------------------------
@@ -134,11 +104,13 @@ def run_sweep(
     *,
     n_fine: int = N_FINE,
     n_coarse: int = N_COARSE,
+    label: str = "theory sweep",
 ) -> xr.Dataset:
     """Integrate every member of the sweep from its seed's initial overlaps (module doc).
 
     Returns a Dataset with one dim per grid axis (coords: the values) and
-    eps_final (eps_meta at alpha_final), eps_min (smallest eps_meta on the fine records),
+    eps_final (eps_meta at alpha_final), eps_p_final (the few-shot error eps_meta_p at
+    alpha_final, NaN for inner_steps >= 2), eps_min (smallest eps_meta on the fine records),
     alpha_to_level (..., level), eps_meta (..., alpha) on `n_coarse` log-spaced records,
     diverged (int8), alpha_diverged, stalled (int8), and the final R (..., k, n), Q (..., k, l),
     w0 (..., k) (NaN-padded to the largest K, M of the sweep); for `search_eta_J` the same
@@ -168,6 +140,7 @@ def run_sweep(
     for name, shape in shapes.items():
         out[name] = {
             "eps_final": np.full(shape, np.nan),
+            "eps_p_final": np.full(shape, np.nan),
             "eps_min": np.full(shape, np.nan),
             "alpha_to_level": np.full(shape + (len(levels),), np.nan),
             "eps_meta": np.full(shape + (len(coarse),), np.nan),
@@ -186,8 +159,10 @@ def run_sweep(
         groups.setdefault((p.K, p.M, p.alpha_final, p.algorithm), []).append(m)
     start = time.perf_counter()
     group_log = []
-    for (K, M, af, _), group in sorted(groups.items()):
+    bar = Progress(len(members), label, unit="members")  # progress on the terminal and log
+    for gi, ((K, M, af, algorithm), group) in enumerate(sorted(groups.items())):
         t0 = time.perf_counter()
+        where = f"group {gi + 1}/{len(groups)} (K={K}, M={M}, {algorithm}, {len(group)} members)"
         stack = []
         for _, _, p in group:
             key = tuple(getattr(p, k) for k in STATE_KEYS)
@@ -198,8 +173,15 @@ def run_sweep(
         R0, Q0, T, w0 = (np.stack([s[j] for s in stack]) for j in range(4))
         fine = _record_grid(af, n_fine)
         alphas = np.unique(np.concatenate([fine, coarse[coarse <= af], [af]]))
-        res = integrate(R0, Q0, T, w0, [p for *_, p in group], alphas, st)
+        heartbeat = functools.partial(_heartbeat, bar, where)
+        res = integrate(R0, Q0, T, w0, [p for *_, p in group], alphas, st, progress=heartbeat)
+        names = [", ".join(f"{k}={getattr(p, k)!r}" for k in plan[name]) for name, _, p in group]
+        log_early_stops(f"{label}, {where}", names, res)
+        bar.update(bar.done + len(group), group=where)
         eps = res.eps_meta
+        eps_p = eps_meta_p_closed_form(
+            res.R[:, -1], res.Q[:, -1], T, res.w0[:, -1], [p for *_, p in group]
+        )
         cross = np.stack([first_crossing(eps, alphas, lv) for lv in levels], axis=-1)
         on_coarse = np.searchsorted(alphas, coarse[coarse <= af])
         with np.errstate(all="ignore"):
@@ -212,6 +194,7 @@ def run_sweep(
             o = out[name]
             pos = np.unravel_index(flat, shapes[name])
             o["eps_final"][pos] = eps[b, -1]
+            o["eps_p_final"][pos] = eps_p[b]
             o["eps_min"][pos] = eps_min[b]
             o["alpha_to_level"][pos] = cross[b]
             o["eps_meta"][pos][: len(on_coarse)] = eps[b, on_coarse]
@@ -226,18 +209,23 @@ def run_sweep(
                 "K": K,
                 "M": M,
                 "alpha_final": af,
+                "algorithm": algorithm,
                 "members": len(group),
                 "rhs_evaluations": int(res.nfev),
                 "split_off_members": int(res.split_off),
                 "wall_time_s": round(time.perf_counter() - t0, 3),
             }
         )
+    bar.close(groups=len(groups))
     spec = {k: v for k, v in sweep.items() if k != "base"}
+    theories = list(dict.fromkeys(theory_algorithm(p.algorithm) for *_, p in members))
     attrs = {
         **params_to_attrs(base_params),
         "stage": "theory_sweep",
-        "theory": "FO-ANIL order-parameter ODEs, N -> infinity, P -> infinity (docs/theory.md)",
-        "theory_algorithm": "fo-anil",
+        "theory": " and ".join(t.upper() for t in theories)
+        + " order-parameter ODEs, N -> infinity (docs/theory.md)",
+        "theory_algorithm": ",".join(theories),
+        "terms": "; ".join(f"{t}: {','.join(terms_for(st, t))}" for t in theories),
         "sweep_json": json.dumps(spec, sort_keys=True, default=str),
         "base_json": json.dumps(base_params.to_dict(), sort_keys=True),
         "settings_json": json.dumps(st.to_dict(), sort_keys=True),
@@ -269,8 +257,14 @@ def run_sweep(
     return _dataset(plan, out, coords, attrs)
 
 
+def _heartbeat(bar: Progress, where: str, alpha: float, evaluations: int, seconds: float):
+    """A long group's progress: the alpha it has reached."""
+    bar.update(bar.done, group=where, alpha=alpha)
+
+
 _VAR_ATTRS = {
     "eps_final": "eps_meta at alpha_final (NaN if diverged)",
+    "eps_p_final": "few-shot error eps_meta_p (head adapted on P examples) at alpha_final",
     "eps_min": "smallest eps_meta on the fine records up to alpha_final",
     "alpha_to_level": "first alpha with eps_meta < level (NaN if never up to alpha_final)",
     "eps_meta": "meta-generalisation error, closed form in the order parameters",

@@ -1,0 +1,68 @@
+"""The finite-P term: the sampling noise of the inner step on P training examples.
+
+Derivation: docs/theory.md, section 7. With one inner step the adapted head is
+w_hat = w - eta_w xi, where w is the P = infinity head and xi, the deviation of the P-example
+head gradient from its mean, has E[xi | u] = 0 and Cov(xi | u) = Sigma(u) / P exactly. The
+first-order drifts are quadratic in the head and the validation set is independent of the
+training set, so the exact finite-P drift is the P = infinity drift with
+E[w_k w_l] -> E[w_k w_l] + (eta_w^2 / P) Sigma_bar_kl: this term is the difference, in dR and
+dQ (dw0 is linear in the head: no correction). Nothing is left at O(1/P^2).
+
+Where it is applied (`rhs.TERMS`): FO-ANIL and FO-MAML (whose ODE is FO-ANIL's), members
+with inner_steps = 1 only; members with inner_steps >= 2 get zero (there the head is
+nonlinear in the sampled gradients, and the O(1/P) correction is not derived). Not in the
+term: the O(eta_J^2 eta_w^2 / (V P)) part of the finite-V term, and, for ANIL and MAML, the
+O(1/P) corrections of the second-order part (docs/theory.md says why the term is not applied
+there).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tsmeta.theory.closed_form import _b, finite_p_exact, head_noise_covariance
+
+ALGORITHMS = ("fo-anil", "fo-maml")  # where the term is the whole O(1/P) correction
+DOC = "finite-P term (eta_w^2/P) Sigma_bar in E[w w] of dR, dQ (exact for inner_steps = 1)"
+
+
+def applies(settings, algorithm: str) -> bool:
+    """The rule of `rhs.TERMS`: the `finite_p` setting, FO-ANIL and FO-MAML runs."""
+    return bool(settings.finite_p) and algorithm in ALGORITHMS
+
+
+def finite_p_term(f) -> dict:
+    """(eta_w^2 / P) Sigma_bar added to E[w_k w_l] in the first-order dR and dQ."""
+    K, M = f.K, f.M
+    exact = finite_p_exact(f.phys)
+    if not np.any(exact):
+        return {}
+    scale = np.where(exact, f.phys.eta_J * f.phys.eta_w**2 / (f.phys.P * K), 0.0)
+    scale = _b(scale, 2)
+    sigma = head_noise_covariance(f.C, f.i2, f.w0, f.phys)  # (..., K, K)
+    # f.i3[k, b, l] = <g'(lambda_k) z_b g(lambda_l)>, as in the first-order term
+    dR = -scale * np.einsum("...kl,...knl->...kn", sigma, f.i3[..., :, K : K + M, :K])
+    Y = np.einsum("...kl,...kql->...kq", sigma, f.i3[..., :, :K, :K])
+    dQ = -scale * (Y + np.swapaxes(Y, -1, -2))
+    return {"dR": dR, "dQ": dQ}
+
+
+def finite_p_description(terms, params) -> str:
+    """What the theory of a run holds at finite P, in words (attribute finite_P_corrections)."""
+    if params.algorithm not in ALGORITHMS:
+        return (
+            f"not included for {params.algorithm}: the O(1/P) corrections of the second-order "
+            "part (covariance of the head noise with the training-set gradient, and that "
+            "gradient's orthogonal part in dQ) are not derived; error O(1/P)"
+        )
+    if "finite_p" not in terms:
+        return "not included (theory.finite_p = false); error O(1/P)"
+    if params.inner_steps != 1:
+        return (
+            "not applied: inner_steps >= 2 (the head is nonlinear in the sampled gradients; "
+            "the O(1/P) correction is not derived); error O(1/P)"
+        )
+    return (
+        "exact 1/P term included (inner_steps = 1: nothing left at O(1/P^2) in the first-order "
+        "drift); not included: the O(eta_J^2 eta_w^2 / (V P)) part of the finite-V term"
+    )

@@ -1,0 +1,137 @@
+"""Figure texts and layout of issue 16: mathtext symbols, a legend that covers no panel, a
+colour key for the teacher units, and the theory relabelled by its own end in `dynamics`."""
+
+from __future__ import annotations
+
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+
+from tsmeta.figures import KINDS  # noqa: E402
+from tsmeta.figures.dynamics import assignments_differ  # noqa: E402
+from tsmeta.io import order_parameter_dataset, params_to_attrs  # noqa: E402
+from tsmeta.params import RunParams  # noqa: E402
+
+ALPHA = np.array([0.0, 1.0, 2.0, 4.0])
+
+
+def _dataset(params: RunParams, R_end: np.ndarray, stage: str):
+    """Seeds go linearly from R = 0.05 to R_end (Q = I, w0 = 0); eps_meta from 0.2 down."""
+    S, A = params.seeds, len(ALPHA)
+    ramp = (ALPHA / ALPHA[-1])[None, :, None, None]
+    R = 0.05 + ramp * (np.broadcast_to(R_end, (S, params.K, params.M))[:, None] - 0.05)
+    Q = np.broadcast_to(np.eye(params.K), (S, A, params.K, params.K)).copy()
+    eps = np.broadcast_to(0.2 * np.exp(-ALPHA), (S, A)).copy()
+    values = {"R": R, "Q": Q, "w0": np.zeros((S, A, params.K)),
+              "T": np.broadcast_to(np.eye(params.M), (S, params.M, params.M)).copy(),
+              "eps_meta": eps, "diverged": np.zeros(S, np.int8),
+              "alpha_diverged": np.full(S, np.nan)}  # fmt: skip
+    if stage == "simulate":
+        values.update(eps_meta_mc=eps * 1.1, eps_meta_mc_err=eps * 0.01)
+    ds = order_parameter_dataset(values, list(range(S)), params.K, params.M, alpha=ALPHA)
+    ds.attrs.update(params_to_attrs(params), stage=stage)
+    return ds
+
+
+SWAP = np.array([[0.0, 1.0], [1.0, 0.0]])
+
+
+def _symmetric_pair():
+    p = RunParams(K=2, M=2, seeds=3, init="symmetric")
+    sim = _dataset(p, np.eye(2), "simulate")
+    theory = _dataset(p, np.stack([SWAP, np.eye(2), -SWAP]), "theory")  # seeds 0, 2 differ
+    return sim, theory
+
+
+def test_assignments_differ_counts_specialised_seeds_only():
+    sim, theory = _symmetric_pair()
+    assert assignments_differ(sim, theory) == 2
+    assert assignments_differ(sim, sim) == 0
+    flat = _dataset(RunParams(K=2, M=2, seeds=3), np.full((2, 2), 0.1), "theory")
+    assert assignments_differ(sim, flat) == 0  # on the plateau: no assignment to compare
+
+
+def test_dynamics_relabels_the_theory_by_its_own_end():
+    """With the simulation's labels the theory's R_kk would end at 1/3 (two seeds of three
+    swapped); relabelled by its own end every seed's R_kk ends at 1."""
+    sim, theory = _symmetric_pair()
+    fig = KINDS["dynamics"]("dynamics", {"kind": "dynamics"}, [sim], [theory], {})
+    ax_r = fig.axes[1]
+    dashed = [line for line in ax_r.get_lines() if line.get_linestyle() == "--"]
+    ends = sorted(float(line.get_ydata()[-1]) for line in dashed)
+    np.testing.assert_allclose(ends, [0.0, 0.0, 1.0, 1.0], atol=1e-12)
+    assert "specialised onto different teacher units in 2 of 3 seeds" in ax_r.get_title("left")
+    plt.close(fig)
+
+
+def test_dynamics_legend_keys_the_teacher_units_and_covers_no_panel():
+    sim, theory = _symmetric_pair()
+    fig = KINDS["dynamics"]("dynamics", {"kind": "dynamics"}, [sim, sim], [theory], {})
+    fig.canvas.draw()
+    (legend,) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert {r"teacher unit $n = 0$", r"teacher unit $n = 1$", "theory (ODE)"} <= set(labels)
+    renderer = fig.canvas.get_renderer()
+    box = legend.get_window_extent(renderer)
+    assert box.x1 <= fig.bbox.x1  # inside the figure
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent(renderer)), ax
+        assert ax.get_legend() is None  # no legend inside a panel
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- mathtext in every text
+MATH = re.compile(r"\$[^$]*\$")
+PLAIN_SYMBOL = re.compile(r"[A-Za-z]_[A-Za-z{]|[ηεγα]")  # eta_J, eps_meta, R_kn, Greek letters
+
+
+def _plain_texts(fig):
+    fig.canvas.draw()
+    for text in fig.findobj(Text):
+        plain = MATH.sub("", text.get_text())
+        if text.get_visible() and PLAIN_SYMBOL.search(plain):
+            yield text.get_text()
+
+
+def _runs(**changes):
+    base = dict(K=2, M=2, seeds=2, eta_J=3.0, eta_w=6.0)
+    return [RunParams(**{**base, **c}) for c in changes.get("runs", [{}])]
+
+
+@pytest.mark.parametrize(
+    "kind,runs",
+    [
+        ("dynamics", [{}, {"init": "symmetric"}]),
+        ("overparameterization", [{}, {"K": 3, "eta_w": 9.0}]),
+        ("variability", [{}, {"gamma": 0.9}]),
+    ],
+)
+def test_figure_texts_write_symbols_in_mathtext(kind, runs):
+    plist = _runs(runs=runs)
+    sims = [_dataset(p, np.eye(p.K, p.M), "simulate") for p in plist]
+    theories = [_dataset(p, np.eye(p.K, p.M), "theory") for p in plist]
+    fig = KINDS[kind]("x", {"kind": kind}, sims, theories, {})
+    assert list(_plain_texts(fig)) == []
+    plt.close(fig)
+
+
+def test_phase_diagram_texts_write_symbols_in_mathtext():
+    from tsmeta.theory.sweeps import run_sweep
+
+    base = RunParams(K=2, M=2, N=40, P=40, V=40, seeds=1, alpha_final=2.0).to_dict()
+    sweep = run_sweep({"base": base, "grid": {"eta_J": [1.0, 3.0], "eta_w": [3.0, 6.0],
+                                              "gamma": [1.0, 0.9]}},
+                      {"rtol": 1e-6, "atol": 1e-8}, n_fine=20, n_coarse=5)  # fmt: skip
+    fig = KINDS["phase_diagram"]("x", {"kind": "phase_diagram"}, [], [],
+                                 {"sweep": sweep})  # fmt: skip
+    texts = list(_plain_texts(fig))
+    assert texts == []
+    titles = [ax.get_title("left") for ax in fig.axes if ax.get_title("left")]
+    assert any(r"$\gamma$=0.9" in t for t in titles)
+    plt.close(fig)
