@@ -291,7 +291,7 @@ def test_rates_vs_K_draws_the_laws():
     # the Jacobian is the law up to the finite-P term (P = 200: below 2 %)
     worst = float(re.search(r"Jacobian/law − 1 at most ([0-9.]+)%", note).group(1))
     assert worst < 2.0
-    assert "early growth / law 1.00-1.00" in note  # R grows exactly at the law's rate
+    assert "early growth / law 1.00-1.00 over 1 runs" in note  # R grows exactly at the law
     assert _n_axes(fig) == 4
     # a sweep without the eta_J search and without seed or N axes: the other panels say so
     plain = run_sweep({"base": base, "grid": {"K": [2, 3], "eta_w": [1.0, 6.0]}}, settings,
