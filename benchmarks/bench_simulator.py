@@ -1,10 +1,15 @@
-"""Side-by-side timings: dense vs projected sampler, and the ODE theory.
+"""Side-by-side timings: the samplers against the floor of their work, against each other, and
+the ODE theory.
 
     python benchmarks/bench_simulator.py [--device cpu|cuda] [--sizes 500 1000 2000] [--seeds 4]
+    python benchmarks/bench_simulator.py --floor-only  # seed-tasks/s and the ratio to the floor
     python benchmarks/bench_simulator.py --gram-only   # dense, projected, gram at N = 1e3..1e6
     python benchmarks/bench_simulator.py --crossover   # gram / projected at small N (`auto`)
 
-Prints seed-tasks per second of both samplers (FO-ANIL, K = M = 3, P = V = N) measured in
+Prints first the projected and Gram samplers' seed-tasks per second next to the floor (the
+time to draw one seed-task's field values the fastest exact way and evaluate their
+activations) measured in the same run, with the ratio; then seed-tasks per second of the dense
+and projected samplers (FO-ANIL, K = M = 3, P = V = N) measured in
 the same process, their ratio, the time the ODE takes to alpha = 450, and a batched theory
 sweep against the same sweep integrated one parameter set at a time; the Gram sampler next to
 both at N = 1e3 ... 1e6 (P = V = 1000 and 20); then the cost of the
@@ -61,6 +66,52 @@ def tasks_per_second(
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def floor_seconds(params: RunParams, device: str, repeats: int = 50) -> float:
+    """The floor of one seed-task (FO-ANIL, K + M fields per example): drawing the field values
+    of its P + V examples the fastest exact way (standard normals in float32, upcast to
+    float64) and evaluating the activations (erf of every field, exp of the validation students'
+    fields for g'); measured on (seeds, P + V, K + M) arrays as a batch of seeds draws them."""
+    p = params
+    gen = torch.Generator(device=device).manual_seed(0)
+    shape = (p.seeds, p.P + p.V, p.K + p.M)
+
+    def once():
+        z = torch.randn(shape, generator=gen, dtype=torch.float32, device=device)
+        z = z.to(torch.float64)
+        torch.erf(z)
+        torch.exp(z[:, p.P :, : p.K])
+
+    once()
+    _sync(device)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            once()
+        _sync(device)
+        best = min(best, (time.perf_counter() - start) / repeats)
+    return best / p.seeds
+
+
+def bench_floor(cases, device, seconds):
+    """Seed-tasks per second of the samplers next to the floor measured in the same run."""
+    print(f"# against the floor (random numbers and activations of one seed-task, "
+          f"`floor_seconds`), FO-ANIL, K = M = 3, device {device}")  # fmt: skip
+    print(f"{'N':>8} {'P = V':>6} {'seeds':>6} {'floor [/s]':>11} "
+          f"{'projected [/s]':>15} {'/floor':>7} {'gram [/s]':>10} {'/floor':>7}")  # fmt: skip
+    for N, PV, seeds in cases:
+        p = RunParams(N=N, P=PV, V=PV, seeds=seeds)
+        floor = 1.0 / floor_seconds(p, device)
+        cells = []
+        for name in ("projected", "gram"):
+            if _numbers_per_task(name, p) * seeds > DRAW_BUDGET:
+                cells.append(f"{'skipped':>15} {'':>7}")
+                continue
+            rate = tasks_per_second(p, name, device, seconds / 3, repeats=3)
+            cells.append(f"{rate:>{15 if name == 'projected' else 10}.0f} {floor / rate:>7.2f}")
+        print(f"{N:>8} {PV:>6} {seeds:>6} {floor:>11.0f} " + " ".join(cells))
 
 
 def bench_samplers(sizes, seeds, device, seconds):
@@ -253,6 +304,7 @@ def main(argv=None):
         "--crossover", action="store_true", help="only gram / projected at small N (auto's rule)"
     )
     parser.add_argument("--finite-p-only", action="store_true", help="only the finite-P timings")
+    parser.add_argument("--floor-only", action="store_true", help="only the floor table")
     parser.add_argument("--config", default="config/config.yaml", help="for the sweep timing")
     parser.add_argument("--sweep-experiment", default="phase_diagram")
     args = parser.parse_args(argv)
@@ -270,6 +322,10 @@ def main(argv=None):
         return
     if args.finite_p_only:
         bench_finite_p(args.config, args.sweep_experiment)
+        return
+    floor_cases = [(1000, 1000, 4), (1000, 1000, 32), (10000, 50, 8), (10000, 50, 64)]
+    bench_floor(floor_cases, args.device, args.seconds)
+    if args.floor_only:
         return
     bench_samplers(args.sizes, args.seeds, args.device, args.seconds)
     bench_gram([int(n) for n in args.gram_sizes], args.gram_data, args.seeds, args.device,

@@ -26,9 +26,15 @@ def g_prime(z: torch.Tensor) -> torch.Tensor:
     return G_PRIME_NORM * torch.exp(-0.5 * z * z)
 
 
+def output_of(activations: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """s = (1/sqrt(units)) sum_k weights_k a_k from the activations a = g(fields)."""
+    units = activations.shape[-1]
+    return (activations @ weights.unsqueeze(-1)).squeeze(-1) / math.sqrt(units)
+
+
 def network_output(fields: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """s = (1/sqrt(units)) sum_k weights_k g(fields_k); fields (..., n_ex, units)."""
-    return (g(fields) @ weights.unsqueeze(-1)).squeeze(-1) / math.sqrt(fields.shape[-1])
+    return output_of(g(fields), weights)
 
 
 def half_mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -36,19 +42,27 @@ def half_mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 0.5 * ((pred - y) ** 2).mean(-1)
 
 
+def _gradient_of(activations: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """grad_w L_D = mean over the set of delta g(lambda) / sqrt(K), from the activations."""
+    n_ex, K = activations.shape[-2:]
+    return (activations.transpose(-1, -2) @ delta.unsqueeze(-1)).squeeze(-1) / (
+        n_ex * math.sqrt(K)
+    )
+
+
 def head_gradient(lam: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """grad_w L_D(J, w) from the fields lam (S, n_ex, K) and labels y (S, n_ex)."""
-    K = lam.shape[-1]
     gl = g(lam)
-    delta = network_output(lam, w) - y
-    return (gl.transpose(-1, -2) @ delta.unsqueeze(-1)).squeeze(-1) / (lam.shape[-2] * math.sqrt(K))
+    return _gradient_of(gl, output_of(gl, w) - y)
 
 
 def adapt_head(lam: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, eta_w: float, steps: int):
-    """Inner loop, head only: w <- w - eta_w grad_w L_train(J, w), `steps` times from w0."""
+    """Inner loop, head only: w <- w - eta_w grad_w L_train(J, w), `steps` times from w0.
+    The activations are evaluated once for all steps."""
     w = w0
+    gl = g(lam) if steps else None
     for _ in range(steps):
-        w = w - eta_w * head_gradient(lam, y, w)
+        w = w - eta_w * _gradient_of(gl, output_of(gl, w) - y)
     return w
 
 
@@ -63,14 +77,13 @@ def field_gradients(
     """
     if not second_order:
         w = adapt_head(lam_tr, y_tr, w0, eta_w, inner_steps)
-        K = lam_val.shape[-1]
-        delta = network_output(lam_val, w) - y_val  # (S, V)
-        n_val = lam_val.shape[-2]
+        g_val = g(lam_val)  # each activation once: with the field draws, the step's floor
+        delta = output_of(g_val, w) - y_val  # (S, V)
+        n_val, K = lam_val.shape[-2:]
         d_lam_val = (
             delta.unsqueeze(-1) * g_prime(lam_val) * w.unsqueeze(-2) / (n_val * math.sqrt(K))
         )
-        d_w = head_gradient(lam_val, y_val, w)
-        return None, d_lam_val, d_w
+        return None, d_lam_val, _gradient_of(g_val, delta)
     with torch.enable_grad():
         lam_tr = lam_tr.detach().requires_grad_(True)
         lam_val = lam_val.detach().requires_grad_(True)

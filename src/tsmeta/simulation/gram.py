@@ -25,6 +25,7 @@ import torch
 from tsmeta import model
 from tsmeta.simulation.samplers import Sampler, psd_root
 from tsmeta.simulation.streams import ChiSquare, chi_square
+from tsmeta.simulation.streams import randn as randn_in
 
 
 def bartlett_factor(chi2: torch.Tensor, below: torch.Tensor) -> torch.Tensor:
@@ -162,8 +163,8 @@ class GramSampler(Sampler):
         L_B, L_J = self._roots(self.G)
         B_t = self._teacher_coords(L_B, take("dB_frame"), take("dB_chi"), take("dB_below"))
         xi = take("xi")  # (S, P + V, D)
-        lam = xi[..., : self.d] @ L_J.transpose(-1, -2)
-        nu_t = xi @ B_t.transpose(-1, -2)
+        fields = xi @ torch.cat([_pad(L_J, self.D - self.d), B_t], dim=-2).transpose(-1, -2)
+        lam, nu_t = fields[..., : p.K], fields[..., p.K :]
         y = self._labels(nu_t, take("u"), take("zeta"))
         if self.fo_maml:
             coef, inputs, grad_w0 = self._fo_maml_gradients(lam, y, xi, L_J, take)
@@ -234,9 +235,7 @@ class GramSampler(Sampler):
         p = self.params
         M, N = p.M, p.N
         L_B, L_J = self._roots(self.G[s])
-        randn = lambda *shape: torch.randn(  # noqa: E731
-            *shape, generator=gen, dtype=self.dtype, device=self.device
-        )
+        randn = lambda *shape: randn_in(gen, shape, self.dtype, self.device, self.normals)  # noqa: E731
         if p.gamma < 1:
             frame = randn(n, M, self.d)
             chi = chi_square(gen, [N - self.d - i for i in range(self.m_B)], (n,), self.dtype,

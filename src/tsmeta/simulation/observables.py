@@ -16,6 +16,7 @@ import torch
 from tsmeta import model
 from tsmeta.params import RunParams
 from tsmeta.settings import SimSettings
+from tsmeta.simulation import streams
 from tsmeta.simulation.samplers import Sampler
 
 
@@ -48,20 +49,20 @@ def monte_carlo_errors(
     batch = sampler.mc_batch(n_ex)
     heads = {"eps_meta_mc": st.mc_adapt, "eps_meta_p_mc": p.P}
     out = {name: ([], []) for name in heads}
+
+    def randn(gen, shape):
+        return streams.randn(gen, shape, sampler.dtype, sampler.device, sampler.normals)
+
     for s, gen in enumerate(gens):
         per_task = {name: [] for name in heads}
         for start in range(0, st.mc_tasks, batch):
             n = min(batch, st.mc_tasks - start)
-            u = p.u_mean + p.u_std * torch.randn(
-                n, M, generator=gen, dtype=sampler.dtype, device=sampler.device
-            )
+            u = p.u_mean + p.u_std * randn(gen, (n, M))
             lam, nu_t = sampler.measurement_fields(s, gen, n, n_ex)
             y = model.network_output(nu_t, u)
             y_adapt = y[:, :n_adapt]
             if p.noise_std > 0:
-                y_adapt = y_adapt + p.noise_std * torch.randn(
-                    n, n_adapt, generator=gen, dtype=sampler.dtype, device=sampler.device
-                )
+                y_adapt = y_adapt + p.noise_std * randn(gen, (n, n_adapt))
             for name, size in heads.items():
                 w = model.adapt_head(
                     lam[:, :size], y_adapt[:, :size], sampler.w0[s].expand(n, K),

@@ -63,7 +63,10 @@ class Simulation:
         """The task stream of the next `chunk` tasks, (S, chunk, ...) per draw."""
         p = self.params
         shapes = {"u": (chunk, p.M), **self.sampler.task_shapes(chunk)}
-        draws = streams.draw_normals(self.task_gens, shapes, self.dtype, self.device)
+        sampler = self.sampler
+        draws = streams.draw_normals(
+            self.task_gens, shapes, sampler.dtype, self.device, sampler.normals
+        )
         draws["u"] = p.u_mean + p.u_std * draws["u"]
         return draws
 
@@ -237,7 +240,7 @@ class Simulation:
             "stage": "simulate",
             "sampler_used": self.sampler_name,
             "device_used": str(self.device),
-            "rng": streams.RNG_DESCRIPTION.format(sampler=draws),
+            "rng": streams.RNG_DESCRIPTION.format(sampler=draws, normals=self.settings.normals),
             "wall_time_s": self.wall_time,
             "any_diverged": int(np.isfinite(self.alpha_diverged).any()),
         }

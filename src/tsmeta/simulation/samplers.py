@@ -25,6 +25,7 @@ import xarray as xr
 from tsmeta import model
 from tsmeta.params import RunParams
 from tsmeta.settings import SimSettings
+from tsmeta.simulation import streams
 
 
 def _sym_sqrt(gram: torch.Tensor) -> torch.Tensor:
@@ -61,6 +62,7 @@ class Sampler:
 
     def __init__(self, tasks: xr.Dataset, params: RunParams, settings: SimSettings, device, dtype):
         self.params, self.settings, self.device, self.dtype = params, settings, device, dtype
+        self.normals = getattr(torch, settings.normals)  # precision of the standard normals
         self.chunk = settings.draw_chunk
 
     def task_shapes(self, chunk: int) -> dict[str, tuple]:
@@ -204,7 +206,7 @@ class WeightSampler(Sampler):
         return h[..., :K], h[..., K:]
 
     def _randn(self, gen, *shape):
-        return torch.randn(*shape, generator=gen, dtype=self.dtype, device=self.device)
+        return streams.randn(gen, shape, self.dtype, self.device, self.normals)
 
     def state_dict(self):
         return {"J": self.J.cpu(), "w0": self.w0.cpu()}

@@ -21,7 +21,8 @@ RNG_DESCRIPTION = (
     "per seed s: task stream torch.Generator(device).manual_seed(numpy SeedSequence([s, 1])"
     ".generate_state(1)[0]), measurement stream likewise with [s, 2]; task draws in chunks of "
     "`draw_chunk` tasks (dense: 1), in order: u (chunk, M); then the sampler's draws "
-    "({sampler}); label noise (chunk, P + V) if noise_std > 0; a chi-square variate with n "
+    "({sampler}); label noise (chunk, P + V) if noise_std > 0; standard normals drawn in "
+    "{normals} and used in the simulation's dtype; a chi-square variate with n "
     "degrees of freedom is 2 torch._standard_gamma(n / 2, generator) of the same generator"
 )
 
@@ -57,18 +58,32 @@ def generators(seeds, stream: int, device: torch.device) -> list[torch.Generator
     return [generator(s, stream, device) for s in seeds]
 
 
-def draw_normals(gens, shapes: dict, dtype, device) -> dict:
-    """Standard normals of the given shapes (chi-square variates for `ChiSquare` specs), seed by
-    seed (each from its own generator, in the order of `shapes`), stacked into (S, ...)."""
-    size = lambda spec: spec.shape if isinstance(spec, ChiSquare) else spec  # noqa: E731
-    draws = {
-        key: torch.empty((len(gens), *size(spec)), dtype=dtype, device=device)
-        for key, spec in shapes.items()
-    }
-    for s, gen in enumerate(gens):
-        for key, spec in shapes.items():
+def randn(gen: torch.Generator, shape, dtype, device, precision) -> torch.Tensor:
+    """Standard normals drawn in `precision` and returned in `dtype`.
+
+    float32 draws cost about a seventh of float64 ones on a CPU; upcast, they carry 24-bit
+    mantissas, far finer than any sample size here can resolve (the distribution tests run on
+    both), while the state and every sum stay in `dtype`.
+    """
+    z = torch.randn(shape, generator=gen, dtype=precision, device=device)
+    return z if precision == dtype else z.to(dtype)
+
+
+def draw_normals(gens, shapes: dict, dtype, device, precision=None) -> dict:
+    """The draws of a chunk of tasks: standard normals of the given shapes (chi-square variates
+    for `ChiSquare` specs), seed by seed, each from its own generator in the order of `shapes`,
+    as (S, chunk, ...) tensors of `dtype`; the normals are drawn in `precision` (default: dtype,
+    see `randn`). Every shape starts with the chunk's task axis; the tensors are laid out task
+    by task in memory, so that one task's draws `x[:, c]` are contiguous."""
+    precision = precision or dtype
+    draws = {}
+    for key, spec in shapes.items():
+        size = spec.shape if isinstance(spec, ChiSquare) else spec
+        out = torch.empty((size[0], len(gens), *size[1:]), dtype=dtype, device=device)
+        for s, gen in enumerate(gens):
             if isinstance(spec, ChiSquare):
-                draws[key][s] = chi_square(gen, spec.dof, spec.lead, dtype, device)
+                out[:, s] = chi_square(gen, spec.dof, spec.lead, dtype, device)
             else:
-                torch.randn(spec, generator=gen, dtype=dtype, device=device, out=draws[key][s])
+                out[:, s] = torch.randn(spec, generator=gen, dtype=precision, device=device)
+        draws[key] = out.transpose(0, 1)
     return draws
