@@ -45,9 +45,7 @@ def half_mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def _gradient_of(activations: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     """grad_w L_D = mean over the set of delta g(lambda) / sqrt(K), from the activations."""
     n_ex, K = activations.shape[-2:]
-    return (activations.transpose(-1, -2) @ delta.unsqueeze(-1)).squeeze(-1) / (
-        n_ex * math.sqrt(K)
-    )
+    return (activations.transpose(-1, -2) @ delta.unsqueeze(-1)).squeeze(-1) / (n_ex * math.sqrt(K))
 
 
 def head_gradient(lam: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
