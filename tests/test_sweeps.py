@@ -237,7 +237,7 @@ def test_rates_vs_K_draws():
             )
         },
     )
-    assert len(fig.axes) == 2
+    assert len(fig.axes) == 4  # the panels that need the eta_J search say so (tests/test_laws.py)
 
 
 def test_phase_diagram_draws():
