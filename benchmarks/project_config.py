@@ -69,8 +69,11 @@ def main(argv=None):
         print(f"{name[:70]:<70} {sampler:>9} {seed_tasks:>11.3g} {rate:>10.0f} {mc:>8.0f} "
               f"{total:>10.0f}")  # fmt: skip
     core_s = sum(r[0] for r in rows)
-    print(f"\n# {args.config}: {len(rows)} runs, projected simulation cost {core_s / 3600:.2f} "
-          f"core-hours (one thread per job), the longest run {rows[0][0] / 3600:.2f} h")  # fmt: skip
+    longest = rows[0][0] / 3600
+    print(
+        f"\n# {args.config}: {len(rows)} runs, projected simulation cost {core_s / 3600:.2f} "
+        f"core-hours (one thread per job), the longest run {longest:.2f} h"
+    )
 
 
 if __name__ == "__main__":

@@ -17,11 +17,15 @@ def experiment_runs(wildcards, stage):
 
 
 def sim_files(wildcards):
-    return [f"{RESULTS}/runs/{r}/sim.nc" for r in experiment_runs(wildcards, "simulate")]
+    return [
+        f"{RESULTS}/runs/{r}/sim.nc" for r in experiment_runs(wildcards, "simulate")
+    ]
 
 
 def theory_files(wildcards):
-    return [f"{RESULTS}/runs/{r}/theory.nc" for r in experiment_runs(wildcards, "theory")]
+    return [
+        f"{RESULTS}/runs/{r}/theory.nc" for r in experiment_runs(wildcards, "theory")
+    ]
 
 
 def variant_files(wildcards):

@@ -26,7 +26,9 @@ use rule theory as theory_variant with:
         f"{RESULTS}/logs/theory_{{variant}}/{{run}}.log",
     params:
         run=run_params,
-        settings=lambda wildcards: PLAN.variant_settings[wildcards.run][wildcards.variant],
+        settings=lambda wildcards: PLAN.variant_settings[wildcards.run][
+            wildcards.variant
+        ],
 
 
 rule theory_sweep:
