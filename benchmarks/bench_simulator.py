@@ -39,10 +39,15 @@ def tasks_per_second(
     tasks=None,
     repeats: int = 1,
 ) -> float:
-    """Outer steps per second times seeds (recording excluded), after one warm-up chunk; the
-    best of `repeats` windows of `seconds` (a shared machine's load only slows a window)."""
+    """Outer steps per second times seeds of a fresh simulation (`simulation_rate`)."""
     settings = SimSettings(sampler=sampler, device=device, draw_chunk=draw_chunk)
     sim = Simulation(initial_state(params) if tasks is None else tasks, params, settings)
+    return simulation_rate(sim, seconds, repeats, device)
+
+
+def simulation_rate(sim: Simulation, seconds: float, repeats: int = 1, device="cpu") -> float:
+    """Seed-tasks per second of `sim` (recording excluded), after one warm-up chunk; the best
+    of `repeats` windows of `seconds` (a shared machine's load only slows a window)."""
     chunk = sim.sampler.chunk
 
     def run_chunk():
@@ -59,7 +64,7 @@ def tasks_per_second(
             run_chunk()
             done += chunk
         _sync(device)
-        best = max(best, done * params.seeds / (time.perf_counter() - start))
+        best = max(best, done * len(sim.seeds) / (time.perf_counter() - start))
     return best
 
 

@@ -17,6 +17,7 @@ import argparse
 import time
 
 import torch
+from bench_simulator import simulation_rate  # benchmarks/ is the script's folder
 
 from tsmeta import config as tsconfig
 from tsmeta.settings import SimSettings, resolve_sampler
@@ -27,19 +28,7 @@ from tsmeta.tasks import initial_state
 def measure(params, settings: SimSettings, seconds: float) -> tuple[float, float]:
     """(seed-tasks per second, seconds of one Monte-Carlo measurement of every seed)."""
     sim = Simulation(initial_state(params), params, settings)
-    chunk = sim.sampler.chunk
-
-    def run_chunk():
-        draws = sim.draw(chunk)
-        for c in range(chunk):
-            sim.step(draws, c)
-
-    run_chunk()
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        run_chunk()
-        done += chunk
-    rate = done * params.seeds / (time.perf_counter() - start)
+    rate = simulation_rate(sim, seconds)
     start = time.perf_counter()
     sim.eps_meta_monte_carlo()
     return rate, time.perf_counter() - start

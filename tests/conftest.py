@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -23,3 +25,22 @@ def replicated_state(params: RunParams, copies: int, seed: int = 0) -> xr.Datase
 @pytest.fixture
 def small_params():
     return RunParams(N=30, K=3, M=2, P=12, V=10, seeds=2, alpha_final=1.0, n_records=4)
+
+
+def random_vectors(K, M, gamma, seed):
+    """Explicit weight vectors in d = K + 2M dimensions (x ~ N(0, I_d), fields = W x).
+
+    The task-teacher perturbation dB lives in M extra orthonormal directions, so the field
+    covariance of docs/model.md holds exactly; R, Q, T are read off the vectors.
+    """
+    rng = np.random.default_rng(seed)
+    d = K + 2 * M
+    J = np.zeros((K, d))
+    B = np.zeros((M, d))
+    J[:, : K + M] = 0.45 * rng.normal(size=(K, K + M))
+    B[:, : K + M] = 0.45 * rng.normal(size=(M, K + M))
+    dB = np.zeros((M, d))
+    dB[:, K + M :] = np.eye(M)
+    Bt = gamma * B + math.sqrt(1.0 - gamma**2) * dB
+    w0 = 0.5 * rng.normal(size=K)
+    return J, B, Bt, w0

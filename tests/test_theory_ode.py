@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import random_vectors
 from scipy.special import erf
 
 from tsmeta.params import RunParams
@@ -52,25 +53,6 @@ def gp(z):
 
 
 # --- independent Monte Carlo of the outer updates ------------------------------------------
-
-
-def random_vectors(K, M, gamma, seed):
-    """Explicit weight vectors in d = K + 2M dimensions (x ~ N(0, I_d), fields = W x).
-
-    The task-teacher perturbation dB lives in M extra orthonormal directions, so the field
-    covariance of docs/model.md holds exactly; R, Q, T are read off the vectors.
-    """
-    rng = np.random.default_rng(seed)
-    d = K + 2 * M
-    J = np.zeros((K, d))
-    B = np.zeros((M, d))
-    J[:, : K + M] = 0.45 * rng.normal(size=(K, K + M))
-    B[:, : K + M] = 0.45 * rng.normal(size=(M, K + M))
-    dB = np.zeros((M, d))
-    dB[:, K + M :] = np.eye(M)
-    Bt = gamma * B + math.sqrt(1.0 - gamma**2) * dB
-    w0 = 0.5 * rng.normal(size=K)
-    return J, B, Bt, w0
 
 
 def monte_carlo_rhs(J, B, Bt, w0, p: RunParams, n_inner, n_outer, seed, chunk=200_000):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from conftest import random_vectors
 
 from tsmeta import model
 from tsmeta.analysis import early_growth_rate
@@ -25,25 +26,6 @@ from tsmeta.theory.stability import escape_rate
 N_SIGMA = 4.5  # bound on every |theory - MC| / SE; ~100 z-values per run: false alarm < 1e-3
 SHARP = 10.0  # the new term must be this many SE away from zero somewhere (a dropped term fails)
 OUTPUTS = ("dR", "dQ", "dw0")
-
-
-def random_vectors(K, M, gamma, seed):
-    """Explicit weight vectors in d = K + 2M dimensions (x ~ N(0, I_d), fields = W x).
-
-    The task-teacher perturbation lives in M extra orthonormal directions, so the field
-    covariance of docs/theory.md holds exactly; R, Q, T are read off the vectors.
-    """
-    rng = np.random.default_rng(seed)
-    d = K + 2 * M
-    J = np.zeros((K, d))
-    B = np.zeros((M, d))
-    J[:, : K + M] = 0.45 * rng.normal(size=(K, K + M))
-    B[:, : K + M] = 0.45 * rng.normal(size=(M, K + M))
-    dB = np.zeros((M, d))
-    dB[:, K + M :] = np.eye(M)
-    Bt = gamma * B + math.sqrt(1.0 - gamma**2) * dB
-    w0 = 0.5 * rng.normal(size=K)
-    return J, B, Bt, w0
 
 
 def field_gradient_drifts(J, B, Bt, w0, p: RunParams, n_tasks, seed, chunk=2000):

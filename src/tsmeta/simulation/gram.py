@@ -150,12 +150,6 @@ class GramSampler(Sampler):
         # (a forgotten extension, a negative control, keeps the coordinates' dimension)
         return torch.cat([on_frame, _pad(off_frame, self.m_B - ext)], dim=-1)
 
-    def _labels(self, nu_t, u, zeta):
-        y = model.network_output(nu_t, u)
-        if zeta is not None:
-            y = y + self.params.noise_std * zeta
-        return y
-
     def step(self, draws, c):
         p = self.params
         N, M, P = p.N, p.M, p.P

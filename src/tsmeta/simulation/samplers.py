@@ -89,6 +89,14 @@ class Sampler:
         """Fields (lambda (n, n_ex, K), nu_t (n, n_ex, M)) of n fresh tasks for seed s."""
         raise NotImplementedError
 
+    def _labels(self, nu_t, u, zeta):
+        """Task-teacher labels from its fields nu_t (S, n_ex, M), the task heads u and the
+        label noise zeta (or None)."""
+        y = model.network_output(nu_t, u)
+        if zeta is not None:
+            y = y + self.params.noise_std * zeta
+        return y
+
     def mc_batch(self, n_ex: int) -> int:
         """Monte-Carlo tasks measured at once (bounded memory)."""
         return self.settings.mc_tasks
@@ -146,12 +154,6 @@ class WeightSampler(Sampler):
         if gamma < 1:
             return gamma * self.B + math.sqrt(1 - gamma**2) * draws["dB"][:, c]
         return self.B
-
-    def _labels(self, nu_t, u, zeta):
-        y = model.network_output(nu_t, u)
-        if zeta is not None:
-            y = y + self.params.noise_std * zeta
-        return y
 
     def step(self, draws, c):
         p = self.params
