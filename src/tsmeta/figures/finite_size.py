@@ -106,7 +106,7 @@ def draw_finite_size(experiment, options, sims, theories, extra=None):
         else f"up to the theory's first crossing of {level:g}"
     )
     palette = sns.color_palette("rocket", max(len(sims), 2))
-    fig, (ax_e, ax_d, ax_s) = plt.subplots(1, 3, figsize=(16, 4.4), layout="constrained")
+    fig, (ax_e, ax_d, ax_s) = plt.subplots(1, 3, figsize=(12.5, 4.8), layout="constrained")
 
     for rank, i in enumerate(table["index"]):
         sim, p = sims[i], params(sims[i])

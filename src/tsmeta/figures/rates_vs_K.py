@@ -135,7 +135,7 @@ def _law_panel(ax, ds, base, sims, theories, palette):
     ax.set_ylabel("linear escape rate from R = 0 (per unit α)")
     ax.set_title("(a) escape rate: every K on one line", fontsize=9, loc="left")
     legend(ax, fontsize=6.5, loc="upper left")
-    note = f"(a) Jacobian/law − 1 at most {worst:.1%} over {len(law)} (K, η_J, η_w)"
+    note = rf"(a) Jacobian/law − 1 at most {worst:.1%} over {len(law)} (K, $\eta_J$, $\eta_w$)"
     if sim_rows:
         ratio, z_law, z_ode = np.array(sim_rows).T
         note += (f"; simulated early growth of R / law {np.min(ratio):.2f}-{np.max(ratio):.2f} "
@@ -188,8 +188,9 @@ def _speed_panel(ax, ds, base, level, palette):
     ax.plot([], [], color="grey", ls="--", lw=0.9, label=rf"law: ln$\sqrt{{N}}$ + c, c = {c:.2f}")
     _K_axis(ax, K)
     ax.set_ylabel(r"e-folds at the threshold: $\alpha_f\,\eta_J\eta_w/(\pi^2KM)$")
-    ax.set_title(f"(b) speed: minimal η_J at η_w = {base.eta_w:g} (ε < {level:g} by "
-                 f"α = {base.alpha_final:g})", fontsize=9, loc="left")  # fmt: skip
+    ax.set_title(rf"(b) speed: minimal $\eta_J$ at $\eta_w$ = {base.eta_w:g} "
+                 rf"($\varepsilon$ < {level:g} by α = {base.alpha_final:g})",
+                 fontsize=9, loc="left")  # fmt: skip
     legend(ax, fontsize=6.5, loc="lower right")
     parts = []
     for N, m in means.items():
@@ -213,7 +214,7 @@ def _precision_panel(ax, ds, base, level, sims, palette):
     K = thr["K"].values.astype(float)
     for i, N in enumerate(thr["N"].values):
         _spread_points(ax, K, thr.sel(N=N).values, palette[(i + 5) % 10], "s",
-                       f"N={N}: minimal η_w (seeds)", (i - 0.5) * 0.12)  # fmt: skip
+                       rf"N={N}: minimal $\eta_w$ (seeds)", (i - 0.5) * 0.12)  # fmt: skip
     labels = analysis.threshold_arrangements(ds, "eta_w", level)
     reached = {}
     for label, k in zip(labels.values.ravel(), np.broadcast_to(
@@ -245,9 +246,9 @@ def _precision_panel(ax, ds, base, level, sims, palette):
     ax.plot(Kf, 3 * Kf, color="grey", ls="-.", lw=1, label="3K (one to one, K − M units off)")
     _spot_checks(ax, sims, base, "eta_J", "eta_w", level)
     _K_axis(ax, K, log_y=True)
-    ax.set_ylabel("minimal η_w")
-    ax.set_title(f"(c) precision: minimal η_w at η_J = {base.eta_J:g} (ε < {level:g})",
-                 fontsize=9, loc="left")  # fmt: skip
+    ax.set_ylabel(r"minimal $\eta_w$")
+    ax.set_title(rf"(c) precision: minimal $\eta_w$ at $\eta_J$ = {base.eta_J:g} "
+                 rf"($\varepsilon$ < {level:g})", fontsize=9, loc="left")  # fmt: skip
     legend(ax, fontsize=6.5, loc="upper left")
     found = "; ".join(f"K={k}: {', '.join(sorted(v))}" for k, v in sorted(reached.items()))
     return f"(c) arrangements at the threshold: {found or 'none'}"
@@ -267,7 +268,7 @@ def _one_at_a_time_panel(ax, ds, base, levels, sims, palette):
             K = thr["K"].values.astype(float)
             ax.plot(K, mean, ["o", "s", "D", "^"][li % 4] + "-", ms=5,
                     color=palette[(i + 5) % 10], lw=1.2, alpha=1 - 0.4 * li,
-                    label=f"ε={level:g}, N={N} (mean over seeds)")  # fmt: skip
+                    label=rf"$\varepsilon$={level:g}, N={N} (mean over seeds)")  # fmt: skip
             if first is None and np.isfinite(mean).any():
                 first = (K, mean)
     if first is not None:
@@ -279,8 +280,8 @@ def _one_at_a_time_panel(ax, ds, base, levels, sims, palette):
                 label=r"$\propto\sqrt{K}$")  # fmt: skip
     _spot_checks(ax, sims, base, "eta_w", "eta_J", levels[0])
     _K_axis(ax, ds["K"].values if "K" in ds.dims else [base.K], log_y=True)
-    ax.set_ylabel(f"minimal η_J at η_w = {base.eta_w:g}")
-    ax.set_title("(d) one at a time: minimal η_J grows ∝ K", fontsize=9, loc="left")
+    ax.set_ylabel(rf"minimal $\eta_J$ at $\eta_w$ = {base.eta_w:g}")
+    ax.set_title(r"(d) one at a time: minimal $\eta_J$ grows ∝ K", fontsize=9, loc="left")
     legend(ax, fontsize=6.5, loc="upper left")
 
 
@@ -312,11 +313,12 @@ def draw_rates_vs_K(experiment, options, sims, theories, extra=None):
     notes.append(_precision_panel(axes[1, 0], ds, base, levels[0], sims or [], palette))
     _one_at_a_time_panel(axes[1, 1], ds, base, levels, sims or [], palette)
     law = (
-        "The law: from R ≈ 0 the overlaps grow at η_J η_w σ_u² γ² / (π² K M) (docs/theory.md, "
-        "§10-11), so the rates enter as the product η_J η_w / K and 'η/√K' is its symmetric "
-        "split. Speed: the first stage needs ln(1/R0) + c ≈ ln√N + c e-folds, so the minimal "
-        "η_J at fixed η_w grows ∝ K and with ln√N. Precision: one inner step is exact at "
-        "η_w = 3K/m for a teacher unit carried by m student units, so the minimal η_w follows "
+        r"The law: from R ≈ 0 the overlaps grow at $\eta_J\eta_w\sigma_u^2\gamma^2/(\pi^2KM)$ "
+        r"(docs/theory.md, §10-11), so the rates enter as the product $\eta_J\eta_w/K$ and "
+        r"'$\eta/\sqrt{K}$' is its symmetric split. Speed: the first stage needs "
+        r"ln(1/R0) + c ≈ ln√N + c e-folds, so the minimal $\eta_J$ at fixed $\eta_w$ grows ∝ K and "
+        r"with ln√N. Precision: one inner step is exact at $\eta_w$ = 3K/m for a teacher unit "
+        r"carried by m student units, so the minimal $\eta_w$ follows "
         "the arrangement reached (3M, flat in K, for even duplication). Theory: ODE sweep from "
         f"the initial overlaps of each seed ({', '.join(STATE_AXES)} axes where present). "
     )

@@ -86,7 +86,7 @@ def draw_second_stage(experiment, options, sims, theories, extra=None):
         both = both[np.isfinite(both)]
         if len(both):
             lo, hi = min(lo, both.min()), max(hi, both.max())
-    ax_d.set_xlabel(f"escape α (first ε_meta < {level:g})")
+    ax_d.set_xlabel(rf"escape α (first $\varepsilon_{{\rm meta}}$ < {level:g})")
     ax_d.set_ylabel("fraction of seeds escaped")
     ax_d.set_title("(a) distribution over seeds (dashed: ODE)", fontsize=9, loc="left")
     legend(ax_d, fontsize=7, loc="lower right")
@@ -113,10 +113,10 @@ def _mean_panel(ax, rows, level, first_level, palette) -> list[str]:
     x = np.linspace(np.log(N.min()), np.log(N.max()), 20)
     notes = []
     series = (
-        ("sim_mean", f"simulation, ε < {level:g}", palette[0], "o", "-"),
-        ("ode_mean", f"ODE, ε < {level:g}", "black", "s", "-"),
-        ("first_sim_mean", f"simulation, ε < {first_level:g}", palette[0], "o", ":"),
-        ("first_ode_mean", f"ODE, ε < {first_level:g}", "black", "s", ":"),
+        ("sim_mean", rf"simulation, $\varepsilon$ < {level:g}", palette[0], "o", "-"),
+        ("ode_mean", rf"ODE, $\varepsilon$ < {level:g}", "black", "s", "-"),
+        ("first_sim_mean", rf"simulation, $\varepsilon$ < {first_level:g}", palette[0], "o", ":"),
+        ("first_ode_mean", rf"ODE, $\varepsilon$ < {first_level:g}", "black", "s", ":"),
     )
     for key, name, color, marker, ls in series:
         mean = np.array([row[key].mean for row in rows])
@@ -155,11 +155,12 @@ def _note(rows, level, first_level, notes) -> str:
         parts.append(
             f"N={row['N']}: sd {s.std:.1f} (sim), {o.std:.1f} (ODE), {d.std:.1f} (sim − ODE); "
             f"r = {c.r:.2f} ± {(c.upper - c.lower) / 2:.2f} (r² = {c.r**2:.2f}); second stage "
-            f"alone (escape − α at ε < {first_level:g}): r = {c2.r:.2f}"
+            rf"alone (escape − α at $\varepsilon$ < {first_level:g}): r = {c2.r:.2f}"
         )
     censored = [f"N={row['N']}" for row in rows if row["sim_mean"].n < len(row["sim"])]
     text = (
-        f"Escape: first α with ε_meta < {level:g}, log-interpolated between records; ODE: "
+        rf"Escape: first α with $\varepsilon_{{\rm meta}}$ < {level:g}, log-interpolated between "
+        "records; ODE: "
         "integrated from each seed's own initial overlaps. r² is the share of the simulated "
         "seed-to-seed variance that a seed's initial overlaps predict; sd(sim − ODE) is what "
         "the finite-N noise along the way adds (docs/theory.md, section 11). "
