@@ -38,9 +38,10 @@ def tasks_per_second(
     draw_chunk: int = 64,
     tasks=None,
     repeats: int = 1,
+    compile: bool = False,
 ) -> float:
     """Outer steps per second times seeds of a fresh simulation (`simulation_rate`)."""
-    settings = SimSettings(sampler=sampler, device=device, draw_chunk=draw_chunk)
+    settings = SimSettings(sampler=sampler, device=device, draw_chunk=draw_chunk, compile=compile)
     sim = Simulation(initial_state(params) if tasks is None else tasks, params, settings)
     return simulation_rate(sim, seconds, repeats, device)
 
@@ -104,18 +105,20 @@ def bench_floor(cases, device, seconds):
     """Seed-tasks per second of the samplers next to the floor measured in the same run."""
     print(f"# against the floor (random numbers and activations of one seed-task, "
           f"`floor_seconds`), FO-ANIL, K = M = 3, device {device}")  # fmt: skip
+    columns = (("projected", False), ("gram", False), ("gram", True))  # (sampler, compile)
     print(f"{'N':>8} {'P = V':>6} {'seeds':>6} {'floor [/s]':>11} "
-          f"{'projected [/s]':>15} {'/floor':>7} {'gram [/s]':>10} {'/floor':>7}")  # fmt: skip
+          f"{'projected [/s]':>15} {'/floor':>7} {'gram [/s]':>10} {'/floor':>7} "
+          f"{'gram compiled [/s]':>19} {'/floor':>7}")  # fmt: skip
     for N, PV, seeds in cases:
         p = RunParams(N=N, P=PV, V=PV, seeds=seeds)
         floor = 1.0 / floor_seconds(p, device)
         cells = []
-        for name in ("projected", "gram"):
+        for (name, compiled), width in zip(columns, (15, 10, 19)):
             if _numbers_per_task(name, p) * seeds > DRAW_BUDGET:
-                cells.append(f"{'skipped':>15} {'':>7}")
+                cells.append(f"{'skipped':>{width}} {'':>7}")
                 continue
-            rate = tasks_per_second(p, name, device, seconds / 3, repeats=3)
-            cells.append(f"{rate:>{15 if name == 'projected' else 10}.0f} {floor / rate:>7.2f}")
+            rate = tasks_per_second(p, name, device, seconds / 3, repeats=3, compile=compiled)
+            cells.append(f"{rate:>{width}.0f} {floor / rate:>7.2f}")
         print(f"{N:>8} {PV:>6} {seeds:>6} {floor:>11.0f} " + " ".join(cells))
 
 

@@ -7,8 +7,8 @@ For every run of the config: the sampler `auto` picks, the seed-tasks the run ne
 settings (one CPU thread, chunks drawn as in the workflow), one Monte-Carlo measurement timed
 and multiplied by the number of records that take one, and the projected simulation time.
 The theory stages are not included (seconds to minutes; the sweeps print their wall time in
-their netCDF attributes). Prints the runs by cost and the total in core-hours: a projection
-from measured rates, not a run.
+their netCDF attributes). Prints the runs by cost, each experiment's share and the total in
+core-hours: a projection from measured rates, not a run.
 """
 
 from __future__ import annotations
@@ -57,6 +57,10 @@ def main(argv=None):
     for total, name, sampler, seed_tasks, rate, mc in rows:
         print(f"{name[:70]:<70} {sampler:>9} {seed_tasks:>11.3g} {rate:>10.0f} {mc:>8.0f} "
               f"{total:>10.0f}")  # fmt: skip
+    cost = {name: total for total, name, *_ in rows}
+    print(f"\n{'experiment':<24} {'runs':>5} {'core-hours':>11}   (shared runs count in each)")
+    for exp in sorted(plan.experiments.values(), key=lambda e: -sum(cost[r] for r in e.runs)):
+        print(f"{exp.name:<24} {len(exp.runs):>5} {sum(cost[r] for r in exp.runs) / 3600:>11.2f}")
     core_s = sum(r[0] for r in rows)
     longest = rows[0][0] / 3600
     print(

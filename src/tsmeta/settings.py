@@ -150,6 +150,7 @@ class SimSettings(_Settings):
     device: str = "auto"
     dtype: str = "float64"
     normals: str = "float32"  # precision of the standard normals, upcast to dtype
+    compile: bool = False  # torch.compile of one task's update (`Sampler.advance`)
     mc_tasks: int = 50
     mc_adapt: int = 20000  # eps_meta_mc is the few-shot error at P = mc_adapt (closed form)
     mc_test: int = 2000
@@ -164,6 +165,7 @@ class SimSettings(_Settings):
         _check_choice("device", self.device, DEVICES)
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("normals", self.normals, DTYPES)
+        _check_choice("compile", self.compile, (False, True))
         for key in ("mc_tasks", "mc_adapt", "mc_test", "mc_every", "draw_chunk"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)!r}")

@@ -150,14 +150,18 @@ class GramSampler(Sampler):
         # (a forgotten extension, a negative control, keeps the coordinates' dimension)
         return torch.cat([on_frame, _pad(off_frame, self.m_B - ext)], dim=-1)
 
-    def step(self, draws, c):
+    def advance(self, task):
         p = self.params
         N, M, P = p.N, p.M, p.P
-        take = lambda key: draws[key][:, c].to(self.dtype) if key in draws else None  # noqa: E731
+        take = lambda key: task[key].to(self.dtype) if key in task else None  # noqa: E731
         L_B, L_J = self._roots(self.G)
         B_t = self._teacher_coords(L_B, take("dB_frame"), take("dB_chi"), take("dB_below"))
         xi = take("xi")  # (S, P + V, D)
-        fields = xi @ torch.cat([_pad(L_J, self.D - self.d), B_t], dim=-2).transpose(-1, -2)
+        # computed transposed, (S, K + M, P + V), and read through a transposed view: the
+        # small-times-tall product is faster than (P + V, D) @ (D, K + M) on CPU and each
+        # field column is contiguous for the activations (benchmarks/bench_simulator.py)
+        W = torch.cat([_pad(L_J, self.D - self.d), B_t], dim=-2)
+        fields = (W @ xi.transpose(-1, -2)).transpose(-1, -2)
         lam, nu_t = fields[..., : p.K], fields[..., p.K :]
         y = self._labels(nu_t, take("u"), take("zeta"))
         if self.fo_maml:

@@ -2,9 +2,10 @@
 one task's random draws into the outer update (docs/simulation.md).
 
 A sampler declares the random draws of a chunk of tasks (`task_shapes`), applies one task
-(`step`), reports the order parameters (`overlaps`, `norms`), draws the fields of fresh
-tasks for the Monte-Carlo eps_meta (`measurement_fields`) and saves its state. Which
-sampler is exact for which run is declared in `tsmeta.settings.SAMPLERS` (one line each).
+(`advance`, on that task's draws), reports the order parameters (`overlaps`, `norms`),
+draws the fields of fresh tasks for the Monte-Carlo eps_meta (`measurement_fields`) and
+saves its state. Which sampler is exact for which run is declared in
+`tsmeta.settings.SAMPLERS` (one line each).
 
 * `DenseSampler`: draw each input x in R^N, compute the fields, assemble the J gradient.
 * `ProjectedSampler` (FO-ANIL, ANIL): the networks see x only through the fields
@@ -34,6 +35,9 @@ def _sym_sqrt(gram: torch.Tensor) -> torch.Tensor:
     return evecs * evals.clamp_min(0).sqrt().unsqueeze(-2) @ evecs.transpose(-1, -2)
 
 
+# left out of a compiled update (`simulation.compile`): the rank check reads a value back, a
+# graph break either way, and compiling the fallback branch unconditionally was slower
+@torch.compiler.disable
 def psd_root(gram: torch.Tensor) -> torch.Tensor:
     """Cholesky factor of a PSD matrix; the eigen-root where it is singular (e.g. J = B)."""
     L, info = torch.linalg.cholesky_ex(gram)
@@ -42,6 +46,7 @@ def psd_root(gram: torch.Tensor) -> torch.Tensor:
     return L
 
 
+@torch.compiler.disable
 def psd_solve(G: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     """G^-1 rhs for PSD G; the pseudo-inverse where G is singular (any solution is exact there)."""
     x, info = torch.linalg.solve_ex(G, rhs)
@@ -71,6 +76,11 @@ class Sampler:
 
     def step(self, draws: dict, c: int) -> None:
         """Apply task c of the chunk `draws` (tensors (S, chunk, ...)) to every seed."""
+        self.advance({key: value[:, c] for key, value in draws.items()})
+
+    def advance(self, task: dict) -> None:
+        """Apply one task, its draws `task` (tensors (S, ...)), to every seed: the update a
+        sampler defines (`simulation.compile` compiles this method)."""
         raise NotImplementedError
 
     def overlaps(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,20 +159,20 @@ class WeightSampler(Sampler):
             shapes["zeta"] = (chunk, p.P + p.V)
         return shapes
 
-    def _task_teacher(self, draws: dict, c: int) -> torch.Tensor:
+    def _task_teacher(self, task: dict) -> torch.Tensor:
         gamma = self.params.gamma
         if gamma < 1:
-            return gamma * self.B + math.sqrt(1 - gamma**2) * draws["dB"][:, c]
+            return gamma * self.B + math.sqrt(1 - gamma**2) * task["dB"]
         return self.B
 
-    def step(self, draws, c):
+    def advance(self, task):
         p = self.params
         N, K, P = p.N, p.K, p.P
-        B_t = self._task_teacher(draws, c)
-        u = draws["u"][:, c]
-        zeta = draws["zeta"][:, c] if "zeta" in draws else None
+        B_t = self._task_teacher(task)
+        u = task["u"]
+        zeta = task.get("zeta")
         W = torch.cat([self.J, B_t], dim=-2)  # (S, K + M, N)
-        X = draws[self.input_key][:, c]
+        X = task[self.input_key]
         h, G = self.fields(W, X)
         lam, nu_t = h[..., :K], h[..., K:]
         y = self._labels(nu_t, u, zeta)
@@ -180,7 +190,7 @@ class WeightSampler(Sampler):
             # inputs entering the J gradient: validation only (first order) or all (ANIL)
             first = P if d_tr is None else 0
             d_lam = d_val if d_tr is None else torch.cat([d_tr, d_val], dim=-2)
-            xi = draws["xi"][:, c] if "xi" in draws else None
+            xi = task.get("xi")
             grad_J = self.input_sum(d_lam, X[:, first:], h[:, first:], W, G, xi)
             grad_J = grad_J / math.sqrt(N)
         self.J = self.J - p.eta_J * grad_J
@@ -264,7 +274,8 @@ class ProjectedSampler(WeightSampler):
 
     def fields(self, W, noise):
         G = W @ W.transpose(-1, -2) / self.params.N
-        return noise @ psd_root(G).transpose(-1, -2), G
+        # transposed product read through a view: faster, activations on contiguous columns
+        return (psd_root(G) @ noise.transpose(-1, -2)).transpose(-1, -2), G
 
     def input_sum(self, coef, inputs, h, W, G, xi):
         """sum_mu coef_mu x_mu, exactly in distribution, from the fields h of the inputs."""
