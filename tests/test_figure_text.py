@@ -135,3 +135,35 @@ def test_phase_diagram_texts_write_symbols_in_mathtext():
     titles = [ax.get_title("left") for ax in fig.axes if ax.get_title("left")]
     assert any(r"$\gamma$=0.9" in t for t in titles)
     plt.close(fig)
+
+
+def _displayed_strings(value):
+    """Texts a config hands a figure to draw (panel titles, row notes): the strings with a
+    space in them; option names and choices such as `xscale: linear` have none."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _displayed_strings(key)
+            yield from _displayed_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _displayed_strings(item)
+    elif isinstance(value, str) and " " in value:
+        yield value
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_shipped_config_figure_texts_write_symbols_in_mathtext(name):
+    """Texts from the config reach the figures as they are written: a plain `η_J` there shows
+    an underscore (overparameterization's panel title did)."""
+    from pathlib import Path
+
+    from tsmeta.config import load
+
+    config = load(Path(__file__).parents[1] / "config" / name)
+    texts = [
+        (exp, text)
+        for exp, entry in config["experiments"].items()
+        for text in _displayed_strings(entry.get("figure", {}))
+    ]
+    assert texts, "no figure text found: the walk is broken"
+    assert [(exp, t) for exp, t in texts if PLAIN_SYMBOL.search(MATH.sub("", t))] == []
