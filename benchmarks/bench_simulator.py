@@ -105,15 +105,21 @@ def bench_floor(cases, device, seconds):
     """Seed-tasks per second of the samplers next to the floor measured in the same run."""
     print(f"# against the floor (random numbers and activations of one seed-task, "
           f"`floor_seconds`), FO-ANIL, K = M = 3, device {device}")  # fmt: skip
-    columns = (("projected", False), ("gram", False), ("gram", True))  # (sampler, compile)
-    print(f"{'N':>8} {'P = V':>6} {'seeds':>6} {'floor [/s]':>11} "
-          f"{'projected [/s]':>15} {'/floor':>7} {'gram [/s]':>10} {'/floor':>7} "
-          f"{'gram compiled [/s]':>19} {'/floor':>7}")  # fmt: skip
+    columns = (
+        ("projected", False, "projected [/s]"),
+        ("gram", False, "gram [/s]"),
+        ("gram", True, "gram compiled [/s]"),
+    )  # (sampler, compile, header)
+    print(
+        f"{'N':>8} {'P = V':>6} {'seeds':>6} {'floor [/s]':>11} "
+        + " ".join(f"{label:>{len(label) + 1}} {'/floor':>7}" for *_, label in columns)
+    )
     for N, PV, seeds in cases:
         p = RunParams(N=N, P=PV, V=PV, seeds=seeds)
         floor = 1.0 / floor_seconds(p, device)
         cells = []
-        for (name, compiled), width in zip(columns, (15, 10, 19)):
+        for name, compiled, label in columns:
+            width = len(label) + 1
             if _numbers_per_task(name, p) * seeds > DRAW_BUDGET:
                 cells.append(f"{'skipped':>{width}} {'':>7}")
                 continue

@@ -58,9 +58,10 @@ def main(argv=None):
         print(f"{name[:70]:<70} {sampler:>9} {seed_tasks:>11.3g} {rate:>10.0f} {mc:>8.0f} "
               f"{total:>10.0f}")  # fmt: skip
     cost = {name: total for total, name, *_ in rows}
+    share = {exp.name: sum(cost[r] for r in exp.runs) for exp in plan.experiments.values()}
     print(f"\n{'experiment':<24} {'runs':>5} {'core-hours':>11}   (shared runs count in each)")
-    for exp in sorted(plan.experiments.values(), key=lambda e: -sum(cost[r] for r in e.runs)):
-        print(f"{exp.name:<24} {len(exp.runs):>5} {sum(cost[r] for r in exp.runs) / 3600:>11.2f}")
+    for exp in sorted(plan.experiments.values(), key=lambda e: -share[e.name]):
+        print(f"{exp.name:<24} {len(exp.runs):>5} {share[exp.name] / 3600:>11.2f}")
     core_s = sum(r[0] for r in rows)
     longest = rows[0][0] / 3600
     print(
