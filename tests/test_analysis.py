@@ -99,6 +99,72 @@ def test_first_stage_end_and_crossings():
     )
 
 
+# --- relabelling -----------------------------------------------------------------------------
+
+
+def _fake_activation(monkeypatch, **changes) -> str:
+    """A table line "fake": erf's with `changes` (e.g. odd=False), for the length of a test."""
+    from tsmeta import activations
+
+    line = dataclasses.replace(activations.ACTIVATIONS["erf"], name="fake", **changes)
+    monkeypatch.setitem(activations.ACTIVATIONS, "fake", line)
+    return "fake"
+
+
+def _trajectory(R: np.ndarray, **attrs):
+    """A one-seed, two-record Dataset whose last record is R (K, M), first record zeros."""
+    import xarray as xr
+
+    K, M = R.shape
+    R2 = np.stack([np.zeros_like(R), R])[None]
+    return xr.Dataset(
+        {
+            "R": (("seed", "alpha", "k", "n"), R2),
+            "Q": (("seed", "alpha", "k", "l"), np.tile(np.eye(K), (1, 2, 1, 1))),
+            "w0": (("seed", "alpha", "k"), np.ones((1, 2, K))),
+        },
+        coords={"seed": [0], "alpha": [0.0, 1.0]},
+        attrs=attrs,
+    )
+
+
+R_SIGNED = np.array([[0.0, -0.9], [0.8, 0.1]])  # unit 1 on teacher 0, unit 0 on -teacher 1
+
+
+def test_alignment_flips_signs_only_for_an_odd_activation():
+    order, signs = analysis.alignment(R_SIGNED)
+    assert list(order) == [1, 0] and list(signs) == [1.0, -1.0]
+    order_even, signs_even = analysis.alignment(R_SIGNED, odd=False)
+    assert list(order_even) == [1, 0] and list(signs_even) == [1.0, 1.0]
+
+
+def test_align_pair_takes_the_sign_rule_from_the_run_activation(monkeypatch):
+    aligned, _ = analysis.align_pair(_trajectory(R_SIGNED), None)  # no attribute: erf, odd
+    np.testing.assert_array_equal(aligned["R"].values[0, -1], [[0.8, 0.1], [-0.0, 0.9]])
+    assert list(aligned["w0"].values[0, -1]) == [1.0, -1.0]
+    even = _fake_activation(monkeypatch, odd=False)
+    aligned, _ = analysis.align_pair(_trajectory(R_SIGNED, activation=even), None)
+    np.testing.assert_array_equal(aligned["R"].values[0, -1], [[0.8, 0.1], [0.0, -0.9]])
+    assert list(aligned["w0"].values[0, -1]) == [1.0, 1.0]
+
+
+def test_last_finite_records_and_values():
+    values = np.arange(12.0).reshape(3, 4)
+    values[1, 2:] = np.nan
+    values[2] = np.nan
+    other = np.zeros((3, 4, 2))
+    other[0, 3, 1] = np.inf
+    assert list(analysis.last_finite_records(values)) == [3, 1, -1]
+    assert list(analysis.last_finite_records(values, other)) == [2, 1, -1]
+    np.testing.assert_array_equal(analysis.last_finite(values), [3.0, 5.0, np.nan])
+
+
+def test_specialised_alignment_needs_every_matched_unit_on_its_teacher():
+    assert analysis.specialised_alignment(R_SIGNED) == ((1, 0), (1.0, -1.0))
+    assert analysis.specialised_alignment(0.1 * R_SIGNED) is None  # still on the plateau
+    assert analysis.specialised_alignment(np.full((2, 2), np.nan)) is None
+
+
 # --- power law ------------------------------------------------------------------------------
 
 
@@ -220,6 +286,28 @@ def test_escape_spread():
     sim["eps_meta"].values = eps
     (one,) = analysis.escape_spread([sim], 1e-3)
     assert one.n_escaped == 1 and np.isnan(one.std) and one.mean == alpha[4]
+
+
+def test_escape_deviation_is_the_rms_of_the_escape_pairs():
+    sim, theory = _run()
+    sim, theory = sim.copy(deep=True), theory.copy(deep=True)
+    alpha = sim["alpha"].values
+    eps = np.full(sim["eps_meta"].shape, 0.1)
+    eps[0, 4:], eps[1, 2:] = 1e-4, 1e-4
+    sim["eps_meta"].values = eps.copy()
+    eps[0, 3:] = 1e-4  # the ODE escapes one record earlier on seed 0, on time on seed 1
+    theory["eps_meta"].values = eps
+    pairs = analysis.escape_pairs(sim, theory, 1e-3)
+    rms, n = analysis.escape_deviation(sim, theory, 1e-3)
+    assert n == 2 and rms == pytest.approx(abs(pairs["sim"][0] - pairs["ode"][0]) / np.sqrt(2))
+    assert alpha[3] < pairs["sim"].values[0] <= alpha[4]
+    assert analysis.escape_deviation(sim, None, 1e-3)[1] == 0
+    assert np.isnan(analysis.escape_deviation(sim, theory, 1e-9)[0])  # nobody escapes
+
+
+def test_comparison_row_without_a_comparison_is_nan():
+    row = analysis.comparison_row(None, "any run")
+    assert set(row) == set(analysis.STAGE_KEYS) and all(np.isnan(v) for v in row.values())
 
 
 def test_run_arrangements_counts_seeds():

@@ -67,6 +67,37 @@ def test_rate_law_and_efolds_broadcast_over_dataarrays():
     )
 
 
+def _fake_activation(monkeypatch, **changes) -> str:
+    """A table line "fake": erf's with `changes`, for the length of a test."""
+    import dataclasses
+
+    from tsmeta import activations
+
+    line = dataclasses.replace(activations.ACTIVATIONS["erf"], name="fake", **changes)
+    monkeypatch.setitem(activations.ACTIVATIONS, "fake", line)
+    return "fake"
+
+
+def test_rate_law_takes_its_factor_from_the_activation_table(monkeypatch):
+    assert analysis.rate_law(3.0, 9.0, 3, 3) == analysis.rate_law(3.0, 9.0, 3, 3, activation="erf")
+    fake = _fake_activation(monkeypatch, escape_factor=0.5)
+    assert analysis.rate_law(3.0, 9.0, 3, 3, activation=fake) == pytest.approx(3 * 9 * 0.5 / 9)
+    ef = analysis.speed_efolds(3.0, 9.0, 3, 3, 10.0, activation=fake)
+    assert ef == pytest.approx(10 * 3 * 9 * 0.5 / 9)
+    none = _fake_activation(monkeypatch, escape_factor=None)
+    with pytest.raises(ValueError, match="no linear escape rate"):
+        analysis.rate_law(3.0, 9.0, 3, 3, activation=none)
+
+
+def test_exact_head_rates_come_from_the_activation_table(monkeypatch):
+    arr = analysis.arrangement(np.array([[0.9, 0.0], [0.8, 0.1], [0.0, 0.9]]), 0.5)
+    assert analysis.exact_head_rates(arr) == pytest.approx({1: 9.0, 2: 4.5})
+    fake = _fake_activation(monkeypatch, second_moment=0.5)
+    assert analysis.exact_head_rates(arr, fake) == pytest.approx({1: 6.0, 2: 3.0})
+    biased = _fake_activation(monkeypatch, mean=0.2)
+    assert analysis.exact_head_rates(arr, biased) == {}
+
+
 # --- the exact head rate 3K/m -----------------------------------------------------------------
 
 
@@ -186,17 +217,6 @@ def test_correlation_edge_cases():
     assert np.isnan(analysis.correlation([1.0, 2.0, 3.0], [1.0, 2.0, 4.0]).r)  # n < 4
     with pytest.raises(ValueError, match="same length"):
         analysis.correlation([1.0, 2.0], [1.0])
-
-
-def test_bootstrap_correlation_error_matches_the_sampling_error():
-    """n = 64, rho = 0.6: the sampling sd of r is about (1 - rho^2) / sqrt(n) = 0.08; one
-    bootstrap estimate of it scatters by about 15 % (n = 64): tolerance 40 %."""
-    rng = np.random.default_rng(2)
-    x, y = rng.multivariate_normal([0, 0], [[1, 0.6], [0.6, 1]], 64).T
-    r, err = analysis.bootstrap_correlation(x, y, n_boot=1000, seed=0)
-    assert r == pytest.approx(np.corrcoef(x, y)[0, 1])
-    assert err == pytest.approx(0.64 / 8, rel=0.4)
-    assert np.isnan(analysis.bootstrap_correlation([1.0, 2.0], [2.0, 1.0])[1])
 
 
 def test_fit_log_slope_exact_and_coverage():

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tsmeta import config as tsconfig
 from tsmeta.io import open_dataset
+from tsmeta.paths import ResultPaths
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = ROOT / "config" / "test.yaml"
@@ -98,6 +100,38 @@ def test_command_line_runs_the_stages(tmp_path):
     bad = subprocess.run(bad_cmd, capture_output=True, text=True)
     assert bad.returncode == 2 and "K must be an integer >= 1" in bad.stderr
     assert not (tmp_path / "x.nc").exists()
+
+
+def test_result_paths_spell_the_documented_layout():
+    paths = ResultPaths("out")
+    assert paths.tasks("r") == "out/runs/r/tasks.nc"
+    assert paths.sim("r") == "out/runs/r/sim.nc"
+    assert paths.theory("r") == "out/runs/r/theory.nc"
+    assert paths.theory("r", "nofv") == "out/runs/r/theory_nofv.nc"
+    assert paths.checkpoint("r") == "out/runs/r/sim.ckpt"
+    assert paths.compare("e") == "out/experiments/e/compare.nc"
+    assert paths.sweep("e") == "out/experiments/e/sweep.nc"
+    assert paths.figure("e", "pdf") == "out/figures/e.pdf"
+    assert paths.log("theory_{variant}", "{run}") == "out/logs/theory_{variant}/{run}.log"
+
+
+def test_the_rules_and_tsmeta_check_see_the_same_result_files(tmp_path):
+    """Every output and log of a dry run is where tsmeta.paths puts it, and the data files
+    are exactly those `tsmeta check` opens (ResultPaths.result_files)."""
+    out = snakemake(tmp_path, "--dry-run", "--forceall")
+    outputs, logs = set(), set()
+    for line in out.stdout.splitlines():
+        key, _, value = line.strip().partition(": ")
+        if key in ("output", "log"):
+            (outputs if key == "output" else logs).update(value.split(", "))
+    plan = tsconfig.expand(tsconfig.load(TEST_CONFIG))
+    paths = ResultPaths(plan.results)
+    figures = set(paths.figure_files(plan))
+    assert outputs - figures == set(paths.result_files(plan))
+    assert figures <= outputs
+    runs = {Path(f).parent.name for f in outputs if "/runs/" in f}
+    assert {paths.log("simulate", r) for r in runs} <= logs
+    assert all(f.startswith(f"{plan.results}/logs/") and f.endswith(".log") for f in logs)
 
 
 def _planned_jobs(output: str) -> set[tuple[str, str]]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from tsmeta import config as tsconfig
 from tsmeta import stages
 from tsmeta.params import RunParams
+from tsmeta.paths import ResultPaths
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -147,22 +148,13 @@ def main(argv=None) -> int:
     return 0
 
 
-STAGE_FILES = {"simulate": "sim", "theory": "theory"}  # results/runs/<run>/<file>.nc
-
-
 def _check(plan: tsconfig.Plan) -> int:
     """Open every existing result file of the plan; set aside those that cannot be read."""
     from tsmeta.io import InputFileError, open_dataset, setting_aside_unreadable_files
 
     results = Path(plan.results)
-    files = []
-    for name, exp in plan.experiments.items():
-        for run in exp.runs if exp.stages else []:
-            files += [results / "runs" / run / "tasks.nc"]
-            files += [results / "runs" / run / f"{STAGE_FILES[s]}.nc" for s in exp.stages]
-            files += [results / "runs" / run / f"theory_{v}.nc" for v in exp.theory_variants]
-        files += [results / "experiments" / name / f for f in ("compare.nc", "sweep.nc")]
-    files = [f for f in dict.fromkeys(files) if f.exists()]
+    files = [Path(f) for f in ResultPaths(plan.results).result_files(plan)]
+    files = [f for f in files if f.exists()]
     bad = []
     with setting_aside_unreadable_files():
         for path in files:

@@ -4,7 +4,7 @@ On an interactive terminal (the command line, stderr a TTY) a tqdm bar; otherwis
 lines, so that a Snakemake log stays readable and jobs running side by side do not garble
 the terminal. A Snakemake job writes its lines both to its log file and to the terminal
 that runs Snakemake (`echo_to`, set by `stages.log_to`). A line is written at most every
-`min_interval` seconds, when another tenth of the work is done or `max_interval` seconds
+`min_interval` seconds, when another tenth of the work is done or `MAX_INTERVAL` seconds
 have passed, and once at the end; a job shorter than `min_interval` writes only that last
 line.
 """
@@ -15,6 +15,7 @@ import sys
 import time
 from contextlib import contextmanager
 
+MAX_INTERVAL = 60.0  # seconds: a line at least this often, however little was done
 _ECHO: list = []  # further streams that get every progress line (the Snakemake terminal)
 
 
@@ -53,18 +54,15 @@ class Progress:
     """
 
     def __init__(self, total: float, label: str, unit: str = "", start: float = 0,
-                 enabled: bool = True, eta: bool = True, bar: bool | None = None,
-                 min_interval: float = 5.0, max_interval: float = 60.0):  # fmt: skip
+                 enabled: bool = True, eta: bool = True, min_interval: float = 5.0):  # fmt: skip
         self.total, self.label, self.unit, self.eta = total, label, unit, eta
         self.start = self.done = start
         self.enabled = enabled
-        self.min_interval, self.max_interval = min_interval, max_interval
+        self.min_interval = min_interval
         self.t0 = self.last_time = time.monotonic()
         self.last_done = start
-        if bar is None:
-            bar = not _ECHO and _isatty(sys.stderr)
         self.bar = None
-        if enabled and bar:
+        if enabled and not _ECHO and _isatty(sys.stderr):  # a bar on an interactive terminal
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=start, unit=f" {unit}" if unit else "it",
@@ -101,7 +99,7 @@ class Progress:
         now = time.monotonic()
         since = now - self.last_time
         tenth = self.total and (done - self.last_done) >= 0.1 * self.total
-        if since >= self.max_interval or (since >= self.min_interval and tenth):
+        if since >= MAX_INTERVAL or (since >= self.min_interval and tenth):
             self.last_time, self.last_done = now, done
             write_line(self._line("progress", info))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import xarray as xr
 
 from tsmeta.io import open_dataset, params_from_attrs, write_netcdf
-from tsmeta.params import RunParams
+from tsmeta.params import FIRST_STAGE_LEVEL, RunParams
 from tsmeta.settings import SimSettings, TheorySettings
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,13 @@ def group_variants(labels, paths) -> dict[str, list]:
 
 
 def make_comparison(
-    experiment: str, sim_paths, theory_paths, out, variants=None, level=0.01, alpha_end=None
+    experiment: str,
+    sim_paths,
+    theory_paths,
+    out,
+    variants=None,
+    level=FIRST_STAGE_LEVEL,
+    alpha_end=None,
 ) -> Path:
     """compare.nc of an experiment (`analysis.comparison`); variants: {label: theory paths}."""
     from tsmeta.analysis import FULL_THEORY, comparison

@@ -1,4 +1,8 @@
-# Helpers shared by the rules: every run and experiment comes from PLAN (tsmeta.config).
+# Helpers shared by the rules: every run and experiment comes from PLAN (tsmeta.config),
+# every file name from PATHS (tsmeta.paths, the layout `tsmeta check` reads too).
+from tsmeta.paths import ResultPaths
+
+PATHS = ResultPaths(RESULTS)
 
 
 wildcard_constraints:
@@ -11,28 +15,17 @@ def run_params(wildcards):
     return PLAN.runs[wildcards.run].to_dict()
 
 
-def experiment_runs(wildcards, stage):
-    exp = PLAN.experiments[wildcards.experiment]
-    return exp.runs if stage in exp.stages else []
-
-
 def sim_files(wildcards):
-    return [
-        f"{RESULTS}/runs/{r}/sim.nc" for r in experiment_runs(wildcards, "simulate")
-    ]
+    return PATHS.run_files(PLAN, wildcards.experiment, "simulate")
 
 
 def theory_files(wildcards):
-    return [
-        f"{RESULTS}/runs/{r}/theory.nc" for r in experiment_runs(wildcards, "theory")
-    ]
+    return PATHS.run_files(PLAN, wildcards.experiment, "theory")
 
 
 def variant_files(wildcards):
     """runs/<run>/theory_<label>.nc of every theory variant of the experiment, label-major."""
-    labels = PLAN.experiments[wildcards.experiment].theory_variants
-    runs = experiment_runs(wildcards, "theory")
-    return [f"{RESULTS}/runs/{r}/theory_{label}.nc" for label in labels for r in runs]
+    return PATHS.variant_files(PLAN, wildcards.experiment)
 
 
 def variant_labels(wildcards):
@@ -40,10 +33,7 @@ def variant_labels(wildcards):
 
 
 def compare_file(wildcards):
-    exp = PLAN.experiments[wildcards.experiment]
-    if {"simulate", "theory"} <= set(exp.stages) and exp.runs:
-        return [f"{RESULTS}/experiments/{wildcards.experiment}/compare.nc"]
-    return []
+    return PATHS.compare_files(PLAN, wildcards.experiment)
 
 
 def compare_window(wildcards):
@@ -56,29 +46,13 @@ def compare_window(wildcards):
 
 
 def sweep_file(wildcards):
-    if PLAN.experiments[wildcards.experiment].theory_sweep:
-        return [f"{RESULTS}/experiments/{wildcards.experiment}/sweep.nc"]
-    return []
+    return PATHS.sweep_files(PLAN, wildcards.experiment)
 
 
 def all_outputs():
     """Every file of every experiment (runs, comparisons, sweeps) and its figure."""
-    from types import SimpleNamespace
-
-    files = []
-    for name, exp in PLAN.experiments.items():
-        wildcards = SimpleNamespace(experiment=name)
-        if exp.stages:
-            files += [f"{RESULTS}/runs/{r}/tasks.nc" for r in exp.runs]
-        files += sim_files(wildcards) + theory_files(wildcards)
-        files += variant_files(wildcards) + compare_file(wildcards)
-        files += sweep_file(wildcards)
-    return list(dict.fromkeys(files)) + all_figures()
+    return PATHS.result_files(PLAN) + all_figures()
 
 
 def all_figures():
-    return [
-        f"{RESULTS}/figures/{name}.{ext}"
-        for name in PLAN.experiments
-        for ext in ("png", "pdf")
-    ]
+    return PATHS.figure_files(PLAN)

@@ -6,9 +6,9 @@ rule compare:
         theories=theory_files,
         variants=variant_files,
     output:
-        f"{RESULTS}/experiments/{{experiment}}/compare.nc",
+        PATHS.compare("{experiment}"),
     log:
-        f"{RESULTS}/logs/compare/{{experiment}}.log",
+        PATHS.log("compare", "{experiment}"),
     conda:
         "../../envs/tsmeta.yaml"
     params:

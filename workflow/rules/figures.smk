@@ -9,13 +9,13 @@ rule figure:
         sweep=sweep_file,
     output:
         png=report(
-            f"{RESULTS}/figures/{{experiment}}.png",
+            PATHS.figure("{experiment}", "png"),
             caption="../report/figure.rst",
             category="Figures",
         ),
-        pdf=f"{RESULTS}/figures/{{experiment}}.pdf",
+        pdf=PATHS.figure("{experiment}", "pdf"),
     log:
-        f"{RESULTS}/logs/figure/{{experiment}}.log",
+        PATHS.log("figure", "{experiment}"),
     conda:
         "../../envs/tsmeta.yaml"
     params:

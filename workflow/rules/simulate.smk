@@ -1,11 +1,11 @@
 rule simulate:
     """Finite-N simulation of a run, all seeds batched (PyTorch)."""
     input:
-        tasks=f"{RESULTS}/runs/{{run}}/tasks.nc",
+        tasks=PATHS.tasks("{run}"),
     output:
-        f"{RESULTS}/runs/{{run}}/sim.nc",
+        PATHS.sim("{run}"),
     log:
-        f"{RESULTS}/logs/simulate/{{run}}.log",
+        PATHS.log("simulate", "{run}"),
     conda:
         "../../envs/tsmeta.yaml"
     threads: 1
@@ -19,6 +19,6 @@ rule simulate:
     params:
         run=run_params,
         settings=lambda wildcards: PLAN.sim_settings[wildcards.run],
-        checkpoint=lambda wildcards: f"{RESULTS}/runs/{wildcards.run}/sim.ckpt",
+        checkpoint=lambda wildcards: PATHS.checkpoint(wildcards.run),
     script:
         "../scripts/simulate.py"

@@ -1,9 +1,9 @@
 rule tasks:
     """Meta-teacher B and initial meta-learner (J, w0) of every seed of a run."""
     output:
-        f"{RESULTS}/runs/{{run}}/tasks.nc",
+        PATHS.tasks("{run}"),
     log:
-        f"{RESULTS}/logs/tasks/{{run}}.log",
+        PATHS.log("tasks", "{run}"),
     conda:
         "../../envs/tsmeta.yaml"
     params:

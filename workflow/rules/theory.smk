@@ -1,11 +1,11 @@
 rule theory:
     """Order-parameter ODE of a run, one trajectory per seed from its own initial overlaps."""
     input:
-        tasks=f"{RESULTS}/runs/{{run}}/tasks.nc",
+        tasks=PATHS.tasks("{run}"),
     output:
-        f"{RESULTS}/runs/{{run}}/theory.nc",
+        PATHS.theory("{run}"),
     log:
-        f"{RESULTS}/logs/theory/{{run}}.log",
+        PATHS.log("theory", "{run}"),
     conda:
         "../../envs/tsmeta.yaml"
     threads: 1
@@ -21,9 +21,9 @@ rule theory:
 
 use rule theory as theory_variant with:
     output:
-        f"{RESULTS}/runs/{{run}}/theory_{{variant}}.nc",
+        PATHS.theory("{run}", "{variant}"),
     log:
-        f"{RESULTS}/logs/theory_{{variant}}/{{run}}.log",
+        PATHS.log("theory_{variant}", "{run}"),
     params:
         run=run_params,
         settings=lambda wildcards: PLAN.variant_settings[wildcards.run][
@@ -34,9 +34,9 @@ use rule theory as theory_variant with:
 rule theory_sweep:
     """Batched theory-only sweep of an experiment (phase diagrams, threshold searches)."""
     output:
-        f"{RESULTS}/experiments/{{experiment}}/sweep.nc",
+        PATHS.sweep("{experiment}"),
     log:
-        f"{RESULTS}/logs/theory_sweep/{{experiment}}.log",
+        PATHS.log("theory_sweep", "{experiment}"),
     conda:
         "../../envs/tsmeta.yaml"
     threads: 1

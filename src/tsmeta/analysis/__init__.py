@@ -1,0 +1,117 @@
+"""Analysis behind the paper figures: small named functions of arrays and Datasets, no plotting.
+
+Conventions (shared with `tsmeta.figures`): a simulation or theory Dataset has R (seed, alpha,
+k, n), Q (seed, alpha, k, l), eps_meta (seed, alpha) and diverged (seed); records of a
+diverged seed are NaN from its divergence on, so every reduction here ignores NaN.
+
+One module per concept: `relabel` (student units onto teacher units, arrangements),
+`crossings` (where eps_meta crosses a level: escapes, first stage, sweep thresholds),
+`comparison` (simulation against theory, compare.nc), `stats` (means, correlations, fits in
+log N), `laws` (the paper's claims). Every public name is re-exported here.
+"""
+
+from tsmeta.analysis.comparison import (
+    COMPARED,
+    FULL_THEORY,
+    STAGE_KEYS,
+    comparison,
+    comparison_row,
+    deviations,
+    stage_deviation,
+)
+from tsmeta.analysis.crossings import (
+    ESCAPE_LEVEL,
+    EscapeSpread,
+    error_floor,
+    escape_alphas,
+    escape_deviation,
+    escape_pairs,
+    escape_spread,
+    first_crossing,
+    first_stage_end,
+    log_interpolate,
+    minimal_rate,
+)
+from tsmeta.analysis.laws import (
+    early_growth_rate,
+    exact_head_rates,
+    rate_law,
+    speed_efolds,
+    threshold_arrangements,
+)
+from tsmeta.analysis.relabel import (
+    ACTIVATION_ATTR,
+    NUMBER_WORDS,
+    SPECIALISED,
+    Arrangement,
+    align,
+    align_pair,
+    alignment,
+    arrangement,
+    arrangement_counts,
+    last_finite,
+    last_finite_records,
+    run_activation,
+    run_arrangements,
+    specialised,
+    specialised_alignment,
+)
+from tsmeta.analysis.stats import (
+    Correlation,
+    LogSlope,
+    MeanError,
+    PowerLaw,
+    correlation,
+    fit_log_slope,
+    fit_power_law,
+    mean_error,
+)
+
+__all__ = [
+    "ACTIVATION_ATTR",
+    "COMPARED",
+    "ESCAPE_LEVEL",
+    "FULL_THEORY",
+    "NUMBER_WORDS",
+    "SPECIALISED",
+    "STAGE_KEYS",
+    "Arrangement",
+    "Correlation",
+    "EscapeSpread",
+    "LogSlope",
+    "MeanError",
+    "PowerLaw",
+    "align",
+    "align_pair",
+    "alignment",
+    "arrangement",
+    "arrangement_counts",
+    "comparison",
+    "comparison_row",
+    "correlation",
+    "deviations",
+    "early_growth_rate",
+    "error_floor",
+    "escape_alphas",
+    "escape_deviation",
+    "escape_pairs",
+    "escape_spread",
+    "exact_head_rates",
+    "fit_log_slope",
+    "fit_power_law",
+    "first_crossing",
+    "first_stage_end",
+    "last_finite",
+    "last_finite_records",
+    "log_interpolate",
+    "mean_error",
+    "minimal_rate",
+    "rate_law",
+    "run_activation",
+    "run_arrangements",
+    "specialised",
+    "specialised_alignment",
+    "speed_efolds",
+    "stage_deviation",
+    "threshold_arrangements",
+]

@@ -1,0 +1,96 @@
+"""The file layout of the results folder, written once: the workflow rules and the CLI use it.
+
+    <results>/runs/<run>/tasks.nc, sim.nc, theory.nc, theory_<variant>.nc, sim.ckpt
+    <results>/experiments/<experiment>/compare.nc, sweep.nc
+    <results>/figures/<experiment>.<format>
+    <results>/logs/<rule>/<name>.log
+
+Names may be Snakemake wildcards ("{run}"), so that the rules' patterns come from here too.
+Which files a plan makes (`run_files`, `experiment_files`, `result_files`) is decided here
+as well, so that `snakemake` and `tsmeta check` see the same files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STAGE_FILES = {"tasks": "tasks", "simulate": "sim", "theory": "theory"}  # <stage>: <file>.nc
+FIGURE_FORMATS = ("png", "pdf")
+
+
+@dataclass(frozen=True)
+class ResultPaths:
+    """The paths under one results folder (`root`, e.g. config key `results`)."""
+
+    root: str = "results"
+
+    def run(self, run: str, stage: str) -> str:
+        """The file of a run's stage (tasks, simulate, theory)."""
+        return f"{self.root}/runs/{run}/{STAGE_FILES[stage]}.nc"
+
+    def tasks(self, run: str) -> str:
+        return self.run(run, "tasks")
+
+    def sim(self, run: str) -> str:
+        return self.run(run, "simulate")
+
+    def theory(self, run: str, variant: str | None = None) -> str:
+        """The run's own theory, or one of its variants (`theory_variants`)."""
+        if variant is None:
+            return self.run(run, "theory")
+        return f"{self.root}/runs/{run}/theory_{variant}.nc"
+
+    def checkpoint(self, run: str) -> str:
+        return f"{self.root}/runs/{run}/sim.ckpt"
+
+    def compare(self, experiment: str) -> str:
+        return f"{self.root}/experiments/{experiment}/compare.nc"
+
+    def sweep(self, experiment: str) -> str:
+        return f"{self.root}/experiments/{experiment}/sweep.nc"
+
+    def figure(self, experiment: str, fmt: str) -> str:
+        return f"{self.root}/figures/{experiment}.{fmt}"
+
+    def log(self, rule: str, name: str) -> str:
+        return f"{self.root}/logs/{rule}/{name}.log"
+
+    # --- the files a plan makes (tsmeta.config.Plan) --------------------------------------
+
+    def run_files(self, plan, experiment: str, stage: str) -> list:
+        """The stage's file of every run of the experiment; none where it skips the stage
+        (tasks: where it has any stage)."""
+        exp = plan.experiments[experiment]
+        makes = bool(exp.stages) if stage == "tasks" else stage in exp.stages
+        return [self.run(r, stage) for r in exp.runs] if makes else []
+
+    def variant_files(self, plan, experiment: str) -> list:
+        """theory_<label>.nc of every theory variant of the experiment, label-major."""
+        exp = plan.experiments[experiment]
+        runs = exp.runs if "theory" in exp.stages else []
+        return [self.theory(r, label) for label in exp.theory_variants for r in runs]
+
+    def compare_files(self, plan, experiment: str) -> list:
+        """[compare.nc] where the experiment both simulates and integrates its runs, else []."""
+        exp = plan.experiments[experiment]
+        if {"simulate", "theory"} <= set(exp.stages) and exp.runs:
+            return [self.compare(experiment)]
+        return []
+
+    def sweep_files(self, plan, experiment: str) -> list:
+        return [self.sweep(experiment)] if plan.experiments[experiment].theory_sweep else []
+
+    def experiment_files(self, plan, experiment: str) -> list:
+        """Every data file of the experiment: tasks, simulations, theories, variants,
+        comparison, sweep."""
+        files = [f for stage in STAGE_FILES for f in self.run_files(plan, experiment, stage)]
+        files += self.variant_files(plan, experiment)
+        return files + self.compare_files(plan, experiment) + self.sweep_files(plan, experiment)
+
+    def figure_files(self, plan) -> list:
+        return [self.figure(name, fmt) for name in plan.experiments for fmt in FIGURE_FORMATS]
+
+    def result_files(self, plan) -> list:
+        """Every data file of the plan, once each, in experiment order (no figures)."""
+        files = [f for name in plan.experiments for f in self.experiment_files(plan, name)]
+        return list(dict.fromkeys(files))
