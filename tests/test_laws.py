@@ -250,7 +250,8 @@ def _n_axes(fig) -> int:
 
 
 def test_second_stage_draws_and_states_the_correlation():
-    from tsmeta.figures.second_stage import draw_second_stage, second_stage_table
+    from tsmeta.figure_data.second_stage import second_stage_table
+    from tsmeta.figures.second_stage import draw_second_stage
 
     rng = np.random.default_rng(0)
     sims, theories = [], []

@@ -4,7 +4,8 @@ rates eta_w; and the escape factor, the early growth rate of R against eta_w / 3
 The theory of an ANIL or MAML run is the ANIL ODE, of an FO-ANIL or FO-MAML run the FO-ANIL
 ODE (docs/theory.md, section 9). At eta_w = 3K the inner step is exact and the two coincide;
 below, ANIL leaves the unspecialised state R = 0 faster, above slower, and for eta_w > 6K the
-state is linearly stable for ANIL (docs/theory.md, section 10).
+state is linearly stable for ANIL (docs/theory.md, section 10). The numbers come from
+`figure_data.algorithms`.
 """
 
 from __future__ import annotations
@@ -13,63 +14,21 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from tsmeta.analysis import early_growth_rate, first_crossing
-from tsmeta.figures.style import (
-    ALPHA_LABEL,
-    alpha_axis,
-    band,
-    diverged_suffix,
-    empty,
-    eps_axes,
-    finish,
-    legend,
-    matched,
-    nanmean,
-    params,
-    theory_line,
-)
-from tsmeta.params import ALGORITHMS
-
-COLORS = dict(zip(ALGORITHMS, sns.color_palette("colorblind", len(ALGORITHMS))))
-MARKERS = {"fo-anil": "o", "anil": "s", "maml": "D", "fo-maml": "^"}
-LABELS = {"fo-anil": "FO-ANIL", "anil": "ANIL", "maml": "MAML", "fo-maml": "FO-MAML"}
-THEORY_OF = {"fo-anil": "fo-anil", "fo-maml": "fo-anil", "anil": "anil", "maml": "anil"}
+from tsmeta.figures.style import ALPHA_LABEL, empty, eps_axes, finish, legend
 
 
-def rms_R(ds) -> np.ndarray:
-    """rms over the K x M entries of R, (seed, alpha)."""
-    R = ds["R"].transpose("seed", "alpha", ...).values
-    return np.sqrt(np.mean(R.reshape(R.shape[0], R.shape[1], -1) ** 2, axis=-1))
+def draw_band(ax, x, mean, lo, hi, color, label=None):
+    """A seed mean with its min-max band (as `style.band`, from precomputed statistics)."""
+    ax.plot(x, mean, color=color, lw=1.6, label=label)
+    ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
 
 
-def crossing_text(ds, level: float) -> str:
-    """alpha at which the seed-mean eps_meta first falls below level, or '> alpha_final'."""
-    alpha = ds["alpha"].values
-    a = float(first_crossing(nanmean(ds["eps_meta"].values, 0), alpha, level))
-    return f"{a:.3g}" if np.isfinite(a) else f">{alpha[-1]:g}"
-
-
-def linear_rate_fo(p) -> float:
-    """FO-ANIL linear escape rate at Q = T = I, P = infinity (the normalisation)."""
-    from dataclasses import replace
-
-    from tsmeta.theory.stability import escape_rate
-
-    return escape_rate(replace(p, algorithm="fo-anil"), {"finite_p": False})
-
-
-def draw_algorithms(experiment, options, sims, theories, extra=None):
+def paint(ds, options):
     """Per eta_w: eps_meta(alpha) and rms R(alpha) of every algorithm with its own theory;
-    last column: the escape factor, theory line and measured early growth rates."""
-    level = float((options.get("thresholds") or [0.01])[0])
-    xscale = options.get("xscale", "log")
-    window = {
-        "alpha_max": float(options.get("growth_alpha_max", 2.0)),
-        "max_growth": float(options.get("growth_max", 1.5)),
-    }
-    theory_of = matched(sims, theories)
-    plist = [params(s) for s in sims]
-    rates = sorted({p.eta_w for p in plist})
+    last column: the escape factor, theory lines and measured early growth rates."""
+    colors = sns.color_palette("colorblind", int(ds.attrs["n_algorithms"]))
+    level = float(ds.attrs["level"])
+    rates = sorted(set(ds["eta_w"].values.tolist()))
     fig, axes = plt.subplot_mosaic(
         [[f"eps{i}" for i in range(len(rates))] + ["escape"],
          [f"R{i}" for i in range(len(rates))] + ["escape"]],
@@ -78,92 +37,92 @@ def draw_algorithms(experiment, options, sims, theories, extra=None):
     )  # fmt: skip
     for i, eta_w in enumerate(rates):
         ax_e, ax_r = axes[f"eps{i}"], axes[f"R{i}"]
-        members = [j for j, p in enumerate(plist) if p.eta_w == eta_w]
-        for j in sorted(members, key=lambda j: ALGORITHMS.index(plist[j].algorithm)):
-            sim, theory, p = sims[j], theory_of[j], plist[j]
-            color = COLORS[p.algorithm]
-            x = alpha_axis(sim["alpha"].values, xscale)
-            label = f"{LABELS[p.algorithm]}{diverged_suffix(sim)}: sim {crossing_text(sim, level)}"
-            if theory is not None:
-                label += f", theory {crossing_text(theory, level)}"
-            band(ax_e, x, sim["eps_meta"].values, color, label)
-            band(ax_r, sim["alpha"].values, rms_R(sim), color)
-            if theory is not None:
-                xt = alpha_axis(theory["alpha"].values, xscale)
-                theory_line(ax_e, xt, theory, color=color)
-                theory_line(ax_r, theory["alpha"].values, theory, values=rms_R(theory),
-                            color=color)  # fmt: skip
-        p0 = plist[members[0]]
-        eps_axes(ax_e, xscale, [level])
+        members = [j for j in range(ds.sizes["run"]) if ds["eta_w"].values[j] == eta_w]
+        for j in sorted(members, key=lambda j: int(ds["algorithm_index"].values[j])):
+            _run_lines(ax_e, ax_r, ds.isel(run=j), colors[int(ds["algorithm_index"].values[j])])
+        run0 = ds.isel(run=members[0])
+        eps_axes(ax_e, ds.attrs["xscale"], [level])
         title = rf"$\alpha(\varepsilon_{{\rm meta}} < {level:g})$"
         legend(ax_e, fontsize=6.5, loc="lower left", title=title, title_fontsize=6.5)
+        ratio = eta_w / float(run0["eta_w_exact"])
         ax_e.set_title(
-            rf"$\eta_w = {eta_w:g}$ ($\eta_w/3K = {eta_w / (3 * p0.K):.2g}$), P = {p0.P}",
+            rf"$\eta_w = {eta_w:g}$ ($\eta_w/3K = {ratio:.2g}$), P = {int(run0['P'])}",
             fontsize=9, loc="left",
         )  # fmt: skip
+        alpha_max = float(ds.attrs["growth_alpha_max"])
         ax_r.set_yscale("log")
-        ax_r.set_xlim(0, min(4 * window["alpha_max"], p0.alpha_final))
-        ax_r.axvline(window["alpha_max"], color="grey", ls=":", lw=0.7)
+        ax_r.set_xlim(0, min(4 * alpha_max, float(run0["alpha_final"])))
+        ax_r.axvline(alpha_max, color="grey", ls=":", lw=0.7)
         ax_r.set_xlabel(ALPHA_LABEL)
         ax_r.set_ylabel(r"rms$_{kn}\, R_{kn}$")
         ax_r.set_title(r"early growth of $R$ (dotted: end of the fit window)", fontsize=8,
                        loc="left")  # fmt: skip
-    _escape_panel(axes["escape"], sims, theory_of, plist, window)
-    return finish(
-        fig,
-        experiment,
-        options,
-        "lines: mean over seeds, bands: min-max over seeds; dashed: each algorithm's own "
-        "theory (ANIL's ODE for ANIL and MAML, FO-ANIL's for FO-ANIL and FO-MAML) from the "
-        "seeds' initial overlaps; legend: alpha at which the seed-mean eps_meta first falls "
-        f"below {level:g}. Escape factor: slope of log rms R over alpha <= "
-        f"{window['alpha_max']:g} (before rms R grows by {window['max_growth']:g}), divided "
-        "by the FO-ANIL linear rate at Q = T = I.",
-    )
+    _escape_panel(axes["escape"], ds, colors)
+    title = getattr(options, "title", "")
+    return finish(fig, ds.attrs["experiment"], {"title": title}, ds.attrs["note"])
 
 
-def _escape_panel(ax, sims, theory_of, plist, window):
+def _run_lines(ax_e, ax_r, run, color):
+    """One run's eps_meta and rms R bands and its theory's lines."""
+    draw_band(ax_e, run["x"].values, run["eps_mean"].values, run["eps_min"].values,
+              run["eps_max"].values, color, str(run["label"].values))  # fmt: skip
+    draw_band(ax_r, run["alpha"].values, run["rms_R_mean"].values, run["rms_R_min"].values,
+              run["rms_R_max"].values, color)  # fmt: skip
+    if np.isfinite(run["alpha_theory"].values).any():
+        ax_e.plot(run["x_theory"].values, run["eps_theory"].values, color=color, ls="--", lw=1.0)
+        ax_r.plot(run["alpha_theory"].values, run["rms_R_theory"].values, color=color, ls="--",
+                  lw=1.0)  # fmt: skip
+
+
+def _escape_panel(ax, ds, colors):
     """Escape factor against eta_w / 3K: linear theory (lines), early growth rate of R in the
     simulations (filled, mean and min-max over seeds) and in their ODE solutions (open)."""
-    from dataclasses import replace
-
-    from tsmeta.theory.stability import escape_rate
-
-    if not sims:
+    if not ds.sizes.get("run"):
         empty(ax, "no runs")
         return
-    shown = sorted({p.algorithm for p in plist}, key=ALGORITHMS.index)
-    p0 = plist[0]
-    top = max(p.eta_w for p in plist) / (3 * p0.K)
-    x = np.linspace(0.05, max(2.5, 1.15 * top), 120)
-    grid = [replace(p0, eta_w=float(v * 3 * p0.K)) for v in x]
-    fo = np.array([linear_rate_fo(g) for g in grid])
-    for theory in dict.fromkeys(THEORY_OF[a] for a in shown):
-        line = escape_rate([replace(g, algorithm=theory) for g in grid], {"finite_p": False})
-        ax.plot(x, line / fo, color=COLORS[theory], lw=1.2, ls="--",
-                label=f"{LABELS[theory]} theory (linear, P = ∞)")  # fmt: skip
+    x = ds["escape_x"].values
+    for k in range(ds.sizes["line"]):
+        ax.plot(x, ds["escape_theory"].values[k], color=colors[int(ds["line_index"].values[k])],
+                lw=1.2, ls="--",
+                label=f"{ds['line_label'].values[k]} theory (linear, P = ∞)")  # fmt: skip
     ax.axhline(0.0, color="grey", lw=0.6)
     ax.axvline(1.0, color="grey", ls=":", lw=0.7)
     ax.axvspan(2.0, x[-1], color="grey", alpha=0.12, lw=0,
                label="ANIL: R = 0 linearly stable (S = 1)")  # fmt: skip
-    offsets = {a: 0.025 * (k - (len(shown) - 1) / 2) for k, a in enumerate(shown)}
-    for sim, theory, p in zip(sims, theory_of, plist):
-        xs = p.eta_w / (3 * p.K) + offsets[p.algorithm]
-        norm = linear_rate_fo(p)
-        r = early_growth_rate(sim, **window).values / norm
-        color, marker = COLORS[p.algorithm], MARKERS[p.algorithm]
-        if np.isfinite(r).any():
-            mid = np.nanmean(r)
-            ax.errorbar(xs, mid, yerr=[[mid - np.nanmin(r)], [np.nanmax(r) - mid]], fmt=marker,
-                        color=color, ms=5, capsize=2, lw=1)  # fmt: skip
-        if theory is not None:
-            rt = early_growth_rate(theory, **window).values / norm
-            ax.plot(xs, np.nanmean(rt), marker=marker, mfc="none", mec=color, ms=7, ls="none")
-    for a in shown:  # legend entries for the markers
-        ax.plot([], [], MARKERS[a], color=COLORS[a], label=f"{LABELS[a]} simulation")
+    for j in range(ds.sizes["run"]):
+        run = ds.isel(run=j)
+        xs, mid = float(run["escape_position"]), float(run["escape_sim_mid"])
+        color, marker = colors[int(run["algorithm_index"])], str(run["marker"].values)
+        if np.isfinite(mid):
+            yerr = [[mid - float(run["escape_sim_min"])], [float(run["escape_sim_max"]) - mid]]
+            ax.errorbar(xs, mid, yerr=yerr, fmt=marker, color=color, ms=5, capsize=2, lw=1)
+        if np.isfinite(run["alpha_theory"].values).any():
+            ax.plot(xs, float(run["escape_ode"]), marker=marker, mfc="none", mec=color, ms=7,
+                    ls="none")  # fmt: skip
+    shown = dict.fromkeys(sorted(zip(ds["algorithm_index"].values.tolist(),
+                                     ds["marker"].values.tolist(),
+                                     ds["algorithm_label"].values.tolist())))  # fmt: skip
+    for index, marker, label in shown:  # legend entries for the markers
+        ax.plot([], [], marker, color=colors[index], label=f"{label} simulation")
     ax.plot([], [], "o", mfc="none", mec="black", label="ODE from the seeds' overlaps")
     ax.set_xlim(0, x[-1])
     ax.set_xlabel(r"$\eta_w / 3K$")
     ax.set_ylabel(r"escape factor: early growth rate of $R$ / FO-ANIL linear rate")
     ax.set_title(r"escape from $R = 0$: ANIL $\times(2 - \eta_w/3K)$", fontsize=9, loc="left")
     legend(ax, fontsize=6.5, loc="lower left")
+
+
+def draw_algorithms(experiment, options, sims, theories, extra=None):
+    """Transitional entry point for `figures.KINDS` until the figure framework calls data
+    and paint itself (issue 21): delete with the KINDS table."""
+    from types import SimpleNamespace
+
+    from tsmeta.figure_data.algorithms import data
+
+    extra = extra or {}
+    inputs = SimpleNamespace(experiment=experiment, sims=sims, theories=theories,
+                             variants=extra.get("variants", {}), compare=extra.get("compare"),
+                             sweep=extra.get("sweep"))  # fmt: skip
+    opts = SimpleNamespace(**{"xscale": "log", "thresholds": [0.01, 0.001], "title": "",
+                              **options})  # fmt: skip
+    return paint(data(inputs, opts), opts)
