@@ -16,6 +16,7 @@ import time
 from contextlib import contextmanager
 
 _ECHO: list = []  # further streams that get every progress line (the Snakemake terminal)
+_SILENT: list = []  # inside `silenced()`: no progress at all (the Python API's progress=False)
 
 
 @contextmanager
@@ -26,6 +27,25 @@ def echo_to(stream):
         yield
     finally:
         _ECHO.remove(stream)
+
+
+@contextmanager
+def silenced():
+    """No progress bar or line inside the `with` block."""
+    _SILENT.append(True)
+    try:
+        yield
+    finally:
+        _SILENT.pop()
+
+
+def in_notebook() -> bool:
+    """True in a Jupyter kernel (stderr is no terminal there, but a widget bar is wanted)."""
+    shell = sys.modules.get("IPython")
+    try:
+        return shell is not None and "ipykernel" in sys.modules and shell.get_ipython() is not None
+    except AttributeError:
+        return False
 
 
 def write_line(text: str) -> None:
@@ -57,15 +77,15 @@ class Progress:
                  min_interval: float = 5.0, max_interval: float = 60.0):  # fmt: skip
         self.total, self.label, self.unit, self.eta = total, label, unit, eta
         self.start = self.done = start
-        self.enabled = enabled
+        self.enabled = enabled and not _SILENT
         self.min_interval, self.max_interval = min_interval, max_interval
         self.t0 = self.last_time = time.monotonic()
         self.last_done = start
         if bar is None:
-            bar = not _ECHO and _isatty(sys.stderr)
+            bar = not _ECHO and (_isatty(sys.stderr) or in_notebook())
         self.bar = None
-        if enabled and bar:
-            from tqdm import tqdm
+        if self.enabled and bar:
+            from tqdm.auto import tqdm  # the notebook widget in Jupyter, else the terminal bar
 
             self.bar = tqdm(total=total, initial=start, unit=f" {unit}" if unit else "it",
                             desc=label[:50], file=sys.stderr, dynamic_ncols=True)  # fmt: skip
