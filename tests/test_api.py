@@ -18,7 +18,10 @@ SMALL = dict(N=60, P=30, V=30, seeds=2, alpha_final=1.0, n_records=4)
 
 def test_import_is_light():
     """`import tsmeta` and its RunParams import neither torch nor SciPy (lazy API names)."""
-    code = "import sys, tsmeta; tsmeta.RunParams(); print('torch' in sys.modules, 'scipy' in sys.modules)"
+    code = (
+        "import sys, tsmeta; tsmeta.RunParams(); "
+        "print('torch' in sys.modules, 'scipy' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 
@@ -46,7 +49,8 @@ def test_simulate_and_theory_start_from_the_same_state():
 
 
 def test_changes_and_settings_reach_the_run():
-    sim = tsmeta.simulate(sampler="dense", progress=False, settings={"mc_tasks": 3}, **{**SMALL, "eta_w": 6.0})
+    changes = {**SMALL, "eta_w": 6.0}
+    sim = tsmeta.simulate(sampler="dense", progress=False, settings={"mc_tasks": 3}, **changes)
     assert params_from_attrs(sim.attrs).eta_w == 6.0 and sim.attrs["sampler_used"] == "dense"
     with pytest.raises(ValueError, match="sampler"):
         tsmeta.simulate(tsmeta.RunParams(**SMALL), sampler="fast", progress=False)

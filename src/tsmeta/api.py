@@ -151,8 +151,8 @@ class Run:
 def open_run(path: str | os.PathLike) -> Run:
     """Read a run folder of a workflow: tasks.nc, sim.nc, theory.nc and theory_<label>.nc.
 
-    >>> run = tsmeta.open_run("results/runs/fo-anil_K~3_M~3_N~200_eta_J~3_eta_w~9")  # doctest: +SKIP
-    >>> run.sim.eps_meta                                                          # doctest: +SKIP
+    >>> run = tsmeta.open_run("results/runs/fo-anil_K~3_M~3_N~200_eta_J~3_eta_w~9")
+    >>> run.sim.eps_meta.mean("seed")
     """
     path = Path(path)
     if not path.is_dir():
