@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 MAX_INTERVAL = 60.0  # seconds: a line at least this often, however little was done
 _ECHO: list = []  # further streams that get every progress line (the Snakemake terminal)
+_SILENT: list = []  # inside `silenced()`: no progress at all (the Python API's progress=False)
 
 
 @contextmanager
@@ -27,6 +28,25 @@ def echo_to(stream):
         yield
     finally:
         _ECHO.remove(stream)
+
+
+@contextmanager
+def silenced():
+    """No progress bar or line inside the `with` block."""
+    _SILENT.append(True)
+    try:
+        yield
+    finally:
+        _SILENT.pop()
+
+
+def in_notebook() -> bool:
+    """True in a Jupyter kernel (stderr is no terminal there, but a widget bar is wanted)."""
+    shell = sys.modules.get("IPython")
+    try:
+        return shell is not None and "ipykernel" in sys.modules and shell.get_ipython() is not None
+    except AttributeError:
+        return False
 
 
 def write_line(text: str) -> None:
@@ -57,13 +77,14 @@ class Progress:
                  enabled: bool = True, eta: bool = True, min_interval: float = 5.0):  # fmt: skip
         self.total, self.label, self.unit, self.eta = total, label, unit, eta
         self.start = self.done = start
-        self.enabled = enabled
+        self.enabled = enabled and not _SILENT
         self.min_interval = min_interval
         self.t0 = self.last_time = time.monotonic()
         self.last_done = start
         self.bar = None
-        if enabled and not _ECHO and _isatty(sys.stderr):  # a bar on an interactive terminal
-            from tqdm import tqdm
+        # a bar on an interactive terminal, the notebook widget in Jupyter (tqdm.auto)
+        if self.enabled and not _ECHO and (_isatty(sys.stderr) or in_notebook()):
+            from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, initial=start, unit=f" {unit}" if unit else "it",
                             desc=label[:50], file=sys.stderr, dynamic_ncols=True)  # fmt: skip
