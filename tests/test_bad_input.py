@@ -524,6 +524,15 @@ def test_the_cli_finds_the_repository_config_from_any_folder(tmp_path, monkeypat
         tsconfig.default_config_path(repository=tmp_path)
 
 
+def test_validate_takes_the_config_as_an_argument_or_with_config(capsys):
+    assert cli.main(["validate", str(TEST_CONFIG)]) == 0
+    assert cli.main(["validate", "--config", str(TEST_CONFIG)]) == 0
+    assert capsys.readouterr().out.count(f"{TEST_CONFIG}: valid") == 2
+    assert cli.main(["runs", str(TEST_CONFIG)]) == 0
+    assert cli.main(["validate", str(TEST_CONFIG), "--config", "other.yaml"]) == 2
+    assert "two config files given" in capsys.readouterr().err
+
+
 def test_set_applies_with_run_and_a_malformed_set_is_a_usage_error(tmp_path, capsys):
     plan = tsconfig.expand(BASE)
     run = plan.experiments["dynamics"].runs[0]

@@ -1,8 +1,8 @@
 """`tsmeta` command line: the workflow stages without Snakemake.
 
-tsmeta runs [--config config/config.yaml]            list runs and experiments
-tsmeta validate [--config FILE]                      check a config, name the bad key
-tsmeta check [--config FILE]                         set aside unreadable result files
+tsmeta runs [FILE | --config FILE]                   list runs and experiments
+tsmeta validate [FILE | --config FILE]               check a config, name the bad key
+tsmeta check [FILE | --config FILE]                  set aside unreadable result files
 tsmeta tasks     --run NAME --out tasks.nc            (or --set key=value ...)
 tsmeta simulate  --run NAME --tasks tasks.nc --out sim.nc [--checkpoint F] [--device cuda]
 tsmeta theory    --run NAME --tasks tasks.nc --out theory.nc
@@ -37,7 +37,11 @@ def _key_value(text: str) -> tuple[str, object]:
 
 
 def _config_path(args) -> Path:
-    return Path(args.config) if args.config else tsconfig.default_config_path()
+    given = getattr(args, "file", None)
+    if given and args.config and Path(given) != Path(args.config):
+        raise ValueError(f"two config files given: {given} and --config {args.config}; name one")
+    chosen = given or args.config
+    return Path(chosen) if chosen else tsconfig.default_config_path()
 
 
 def _resolve(args) -> tuple[RunParams, dict, dict]:
@@ -88,11 +92,13 @@ def main(argv=None) -> int:
         type=_key_value,
         help="run parameter, on top of the config's defaults or of --run",
     )
-    sub.add_parser("runs", parents=[common], help="list runs and experiments")
-    sub.add_parser("validate", parents=[common], help="validate a config file")
-    sub.add_parser(
-        "check", parents=[common], help="open every result file; set aside unreadable ones"
-    )
+    for command, text in (
+        ("runs", "list runs and experiments"),
+        ("validate", "validate a config file"),
+        ("check", "open every result file; set aside unreadable ones"),
+    ):
+        p = sub.add_parser(command, parents=[common], help=text)
+        p.add_argument("file", nargs="?", metavar="FILE", help="config file (same as --config)")
     p = sub.add_parser("schema-doc", help="print the config keys as markdown tables")
     p.add_argument("--write", metavar="FILE", help="replace the generated tables of FILE instead")
     p = sub.add_parser("tasks", parents=[common, run_args], help="task-generation stage")
