@@ -10,8 +10,9 @@ import torch
 import xarray as xr
 from scipy import stats
 
+from tsmeta.algorithms import ALGORITHM_TABLE
 from tsmeta.params import RunParams
-from tsmeta.settings import SimSettings, resolve_sampler
+from tsmeta.settings import SAMPLERS, SimSettings, resolve_sampler
 from tsmeta.simulation import Simulation, simulate
 from tsmeta.simulation.gram import GramSampler
 from tsmeta.tasks import VECTORS_MAX, initial_state
@@ -262,6 +263,31 @@ def test_gram_is_refused_where_it_is_not_exact(values, match, auto):
     with pytest.raises(ValueError, match=match):
         resolve_sampler("gram", RunParams(**values))
     assert resolve_sampler("auto", RunParams(**values)) == auto
+
+
+@pytest.mark.parametrize("name", list(ALGORITHM_TABLE))
+def test_sampler_exactness_follows_the_algorithm_table(name):
+    """Which sampler is exact is the table's flags, not the names: projected for algorithms
+    that keep J in the inner loop, gram also for first-order ones that adapt it (one inner
+    step), dense always."""
+    line = ALGORITHM_TABLE[name]
+    for steps in (1, 2):
+        params = RunParams(N=100, algorithm=name, inner_steps=steps)
+        exact = {sampler: SAMPLERS[sampler].unsupported(params) is None for sampler in SAMPLERS}
+        gram = not line.adapts_J or (not line.second_order and steps == 1)
+        assert exact == {"projected": not line.adapts_J, "gram": gram, "dense": True}
+
+
+def test_sampler_exactness_reads_the_table(monkeypatch):
+    """Flip the flags of a line: the predicates follow (a name test would not)."""
+    params = RunParams(N=100, algorithm="anil")
+    assert resolve_sampler("auto", params) == "gram"
+    anil = ALGORITHM_TABLE["anil"]
+    monkeypatch.setitem(ALGORITHM_TABLE, "anil", dataclasses.replace(anil, adapts_J=True))
+    assert SAMPLERS["projected"].unsupported(params) is not None
+    with pytest.raises(ValueError, match="algorithm 'anil'.*use sampler 'dense'"):
+        resolve_sampler("gram", params)
+    assert resolve_sampler("auto", params) == "dense"
 
 
 def test_config_names_the_key_where_gram_does_not_fit():

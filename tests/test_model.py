@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from tsmeta import model
+from tsmeta.activations import activation
 
+ERF = activation("erf").torch()
 S, N, K, M, P, V = 2, 15, 3, 2, 7, 6
 
 
@@ -18,7 +20,7 @@ def problem():
     w0 = 0.5 * r(S, K)
     u = r(S, M)
     X_tr, X_val = r(S, P, N), r(S, V, N)
-    label = lambda X: model.network_output(X @ B.transpose(-1, -2) / math.sqrt(N), u)
+    label = lambda X: model.network_output(X @ B.transpose(-1, -2) / math.sqrt(N), u, ERF)
     return J, w0, X_tr, label(X_tr), X_val, label(X_val)
 
 
@@ -27,13 +29,13 @@ def fields(J, X):
 
 
 def val_loss_after_adaptation(J, w0, X_tr, y_tr, X_val, y_val, eta_w, steps=1):
-    w = model.adapt_head(fields(J, X_tr), y_tr, w0, eta_w, steps)
-    return model.half_mse(model.network_output(fields(J, X_val), w), y_val)
+    w = model.adapt_head(fields(J, X_tr), y_tr, w0, eta_w, steps, ERF)
+    return model.half_mse(model.network_output(fields(J, X_val), w, ERF), y_val)
 
 
 def field_grads_as_weight_grads(J, w0, X_tr, y_tr, X_val, y_val, eta_w, second_order, steps=1):
     d_tr, d_val, d_w0 = model.field_gradients(
-        fields(J, X_tr), y_tr, fields(J, X_val), y_val, w0,
+        fields(J, X_tr), y_tr, fields(J, X_val), y_val, w0, act=ERF,
         eta_w=eta_w, inner_steps=steps, second_order=second_order,
     )  # fmt: skip
     grad_J = d_val.transpose(-1, -2) @ X_val / math.sqrt(N)
@@ -45,19 +47,19 @@ def field_grads_as_weight_grads(J, w0, X_tr, y_tr, X_val, y_val, eta_w, second_o
 def test_head_gradient_matches_autograd(problem):
     J, w0, X_tr, y_tr, _, _ = problem
     w = w0.clone().requires_grad_(True)
-    loss = model.half_mse(model.network_output(fields(J, X_tr), w), y_tr).sum()
+    loss = model.half_mse(model.network_output(fields(J, X_tr), w, ERF), y_tr).sum()
     (auto,) = torch.autograd.grad(loss, w)
     torch.testing.assert_close(
-        model.head_gradient(fields(J, X_tr), y_tr, w0), auto, rtol=1e-12, atol=1e-14
+        model.head_gradient(fields(J, X_tr), y_tr, w0, ERF), auto, rtol=1e-12, atol=1e-14
     )
 
 
 def test_first_order_gradients_match_autograd_at_fixed_head(problem):
     J, w0, X_tr, y_tr, X_val, y_val = problem
     grad_J, grad_w = field_grads_as_weight_grads(J, w0, X_tr, y_tr, X_val, y_val, 9.0, False)
-    w_t = model.adapt_head(fields(J, X_tr), y_tr, w0, 9.0, 1).detach().requires_grad_(True)
+    w_t = model.adapt_head(fields(J, X_tr), y_tr, w0, 9.0, 1, ERF).detach().requires_grad_(True)
     Jg = J.clone().requires_grad_(True)
-    loss = model.half_mse(model.network_output(fields(Jg, X_val), w_t), y_val).sum()
+    loss = model.half_mse(model.network_output(fields(Jg, X_val), w_t, ERF), y_val).sum()
     auto_J, auto_w = torch.autograd.grad(loss, (Jg, w_t))
     torch.testing.assert_close(grad_J, auto_J, rtol=1e-10, atol=1e-13)
     torch.testing.assert_close(grad_w, auto_w, rtol=1e-10, atol=1e-13)
@@ -93,7 +95,9 @@ def test_anil_is_the_derivative_through_the_inner_step(problem, steps):
     fd_J_fixed_head = _finite_difference(
         lambda Jx: model.half_mse(
             model.network_output(
-                fields(Jx, X_val), model.adapt_head(fields(J, X_tr), y_tr, w0, eta_w, steps)
+                fields(Jx, X_val),
+                model.adapt_head(fields(J, X_tr), y_tr, w0, eta_w, steps, ERF),
+                ERF,
             ),
             y_val,
         ),
@@ -107,14 +111,14 @@ def test_all_algorithms_coincide_without_inner_learning(problem):
     J, w0, X_tr, y_tr, X_val, y_val = problem
     fo = field_grads_as_weight_grads(J, w0, X_tr, y_tr, X_val, y_val, 0.0, False)
     anil = field_grads_as_weight_grads(J, w0, X_tr, y_tr, X_val, y_val, 0.0, True)
-    kw = dict(eta_w=0.0, eta_J_inner=0.0, inner_steps=1)
+    kw = dict(act=ERF, eta_w=0.0, eta_J_inner=0.0, inner_steps=1)
     maml = model.maml_gradients(J, w0, X_tr, y_tr, X_val, y_val, second_order=True, **kw)
     fomaml = model.maml_gradients(J, w0, X_tr, y_tr, X_val, y_val, second_order=False, **kw)
     for other in (anil, maml, fomaml):
         torch.testing.assert_close(other[0], fo[0], rtol=1e-10, atol=1e-13)
         torch.testing.assert_close(other[1], fo[1], rtol=1e-10, atol=1e-13)
     # with inner learning they differ
-    kw = dict(eta_w=4.0, eta_J_inner=3.0, inner_steps=1)
+    kw = dict(act=ERF, eta_w=4.0, eta_J_inner=3.0, inner_steps=1)
     maml = model.maml_gradients(J, w0, X_tr, y_tr, X_val, y_val, second_order=True, **kw)
     fomaml = model.maml_gradients(J, w0, X_tr, y_tr, X_val, y_val, second_order=False, **kw)
     assert (maml[0] - fomaml[0]).abs().max() > 1e-6
@@ -122,16 +126,16 @@ def test_all_algorithms_coincide_without_inner_learning(problem):
 
 def test_maml_is_the_derivative_through_both_inner_updates(problem):
     J, w0, X_tr, y_tr, X_val, y_val = problem
-    kw = dict(eta_w=3.0, eta_J_inner=2.0, inner_steps=1)
+    kw = dict(act=ERF, eta_w=3.0, eta_J_inner=2.0, inner_steps=1)
     grad_J, grad_w = model.maml_gradients(J, w0, X_tr, y_tr, X_val, y_val, second_order=True, **kw)
 
     def loss(Jx, wx):
         Jv = Jx.clone().requires_grad_(True)
         wv = wx.clone().requires_grad_(True)
-        inner = model.half_mse(model.network_output(fields(Jv, X_tr), wv), y_tr).sum()
+        inner = model.half_mse(model.network_output(fields(Jv, X_tr), wv, ERF), y_tr).sum()
         gJ, gw = torch.autograd.grad(inner, (Jv, wv))
         Jt, wt = Jx - kw["eta_J_inner"] * gJ, wx - kw["eta_w"] * gw
-        return model.half_mse(model.network_output(fields(Jt, X_val), wt), y_val)
+        return model.half_mse(model.network_output(fields(Jt, X_val), wt, ERF), y_val)
 
     gen = torch.Generator().manual_seed(5)
     dJ = torch.randn(J.shape, generator=gen, dtype=torch.float64)

@@ -1,6 +1,9 @@
 """The finite-N simulator: batching, exactness of the projected sampler, observables."""
 
 import dataclasses
+import json
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -9,7 +12,8 @@ import xarray as xr
 from conftest import replicated_state
 from scipy import stats
 
-from tsmeta.io import open_dataset, write_netcdf
+from tsmeta.activations import ACTIVATIONS, activation
+from tsmeta.io import open_dataset, params_from_attrs, params_to_attrs, write_netcdf
 from tsmeta.params import RunParams
 from tsmeta.settings import SimSettings
 from tsmeta.simulation import Simulation, simulate
@@ -232,3 +236,68 @@ def test_netcdf_round_trip_keeps_values_and_attributes(tmp_path):
     assert back.attrs["param_eta_w"] == 9.0
     assert "erf" in back.attrs["convention_activation"]
     assert RunParams.from_dict(__import__("json").loads(back.attrs["params_json"])) == params
+
+
+# --- the activation and algorithm tables drive the simulation --------------------------------
+
+
+def test_activation_is_a_run_parameter_and_erf_keeps_the_run_names():
+    assert RunParams().activation == "erf"
+    assert RunParams(activation="erf").name() == RunParams().name()
+    assert "activation" not in RunParams(algorithm="anil", K=2).name()
+    with pytest.raises(ValueError, match=r"activation must be one of \['erf'\], got 'relu'"):
+        RunParams(activation="relu")
+    with pytest.raises(ValueError, match=r"activation must be one of \['erf'\]"):
+        RunParams.from_dict({"activation": "tanh"})
+
+
+def test_files_without_the_activation_key_read_as_erf():
+    """Files written before the key existed: their params_json has no `activation`."""
+    params = RunParams(N=20, K=2, M=2, algorithm="anil")
+    old = {k: v for k, v in params.to_dict().items() if k != "activation"}
+    back = params_from_attrs({"params_json": json.dumps(old, sort_keys=True)})
+    assert back == params and back.activation == "erf"
+    attrs = params_to_attrs(params)
+    assert attrs["param_activation"] == "erf"
+    assert attrs["convention_activation"] == activation("erf").formula
+
+
+def _fake_activation(monkeypatch, g):
+    """A second table line "fake" whose torch functions are `g` and erf's g_prime."""
+    erf = activation("erf")
+    module = types.ModuleType("fake_torch_fns")
+    module.g, module.g_prime = g, erf.torch().g_prime
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    line = dataclasses.replace(erf, name="fake", torch_fns=module.__name__)
+    monkeypatch.setitem(ACTIVATIONS, "fake", line)
+
+
+@pytest.mark.parametrize(
+    "algorithm,sampler", [("fo-anil", "gram"), ("anil", "projected"), ("maml", "dense")]
+)
+def test_the_run_activation_reaches_the_sampler(algorithm, sampler, monkeypatch):
+    """A table line with erf's functions, called through the table, gives erf's run exactly;
+    one with another g gives another run: every g of the update and of the Monte Carlo is the
+    run's (a forgotten module-level erf would leave the runs equal)."""
+    calls = []
+    erf_g = activation("erf").torch().g
+
+    def counted(z):
+        calls.append(z.shape)
+        return erf_g(z)
+
+    params = RunParams(
+        N=16, K=2, M=2, P=6, V=6, seeds=2, alpha_final=0.5, n_records=2, algorithm=algorithm
+    )
+    settings = dataclasses.replace(FAST, sampler=sampler)
+    reference = simulate(initial_state(params), params, settings)
+    _fake_activation(monkeypatch, counted)
+    fake = dataclasses.replace(params, activation="fake")
+    same = simulate(initial_state(fake), fake, settings)
+    assert calls and same.attrs["param_activation"] == "fake"
+    for name in ("R", "Q", "w0", "eps_meta_mc", "eps_meta_p_mc"):
+        np.testing.assert_array_equal(same[name].values, reference[name].values)
+    _fake_activation(monkeypatch, lambda z: torch.tanh(z))
+    other = simulate(initial_state(fake), fake, settings)
+    for name in ("R", "eps_meta_mc"):
+        assert np.nanmax(np.abs(other[name].values - reference[name].values)) > 1e-6, name

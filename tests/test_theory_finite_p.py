@@ -16,6 +16,7 @@ import torch
 from scipy.special import erf
 
 from tsmeta import model
+from tsmeta.activations import activation
 from tsmeta.params import RunParams
 from tsmeta.settings import TheorySettings
 from tsmeta.theory import (
@@ -27,9 +28,10 @@ from tsmeta.theory import (
     terms_for,
 )
 from tsmeta.theory.closed_form import Physics, head_noise_covariance
-from tsmeta.theory.integrals import F4, I2, I3, F4_block
+from tsmeta.theory.gaussian.erf import F4, I2, I3, F4_block
 
 N_SIGMA = 5.0
+ERF = activation("erf").torch()
 
 
 def g(z):
@@ -192,15 +194,15 @@ def one_task_drifts(J, B, Bt, w0, p: RunParams, n_tasks, seed, chunk=20_000):
         z = torch.from_numpy(x @ W.T)
         lam, nu, nut = z[..., :K], z[..., K : K + M], z[..., K + M :]
         u = torch.from_numpy(p.u_mean + p.u_std * rng.standard_normal((chunk, M)))
-        clean = model.network_output(nut, u)
+        clean = model.network_output(nut, u, ERF)
         y = clean + p.noise_std * torch.from_numpy(rng.standard_normal(clean.shape))
         P = p.P
         w0s = torch.from_numpy(np.broadcast_to(w0, (chunk, K)).copy())
         _, d_val, d_w = model.field_gradients(
-            lam[:, :P], y[:, :P], lam[:, P:], y[:, P:], w0s,
+            lam[:, :P], y[:, :P], lam[:, P:], y[:, P:], w0s, act=ERF,
             eta_w=p.eta_w, inner_steps=p.inner_steps, second_order=False,
         )  # fmt: skip
-        w = model.adapt_head(lam[:, :P], y[:, :P], w0s, p.eta_w, p.inner_steps)
+        w = model.adapt_head(lam[:, :P], y[:, :P], w0s, p.eta_w, p.inner_steps, ERF)
         samples = {
             "dR": -p.eta_J * torch.einsum("svk,svn->skn", d_val, nu[:, P:]),
             "dQ": -p.eta_J
@@ -209,7 +211,7 @@ def one_task_drifts(J, B, Bt, w0, p: RunParams, n_tasks, seed, chunk=20_000):
                 + torch.einsum("svl,svk->skl", d_val, lam[:, P:])
             ),
             "dw0": -p.eta_w0_eff * d_w,
-            "eps_p": model.half_mse(model.network_output(lam[:, P:], w), clean[:, P:]),
+            "eps_p": model.half_mse(model.network_output(lam[:, P:], w, ERF), clean[:, P:]),
         }
         for key, val in samples.items():
             val = val.numpy()

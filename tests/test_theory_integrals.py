@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from tsmeta.theory.integrals import I2, I3, I4, J2
+from tsmeta.theory.gaussian.erf import I2, I3, I4, J2
 
 N_MC = 400_000
 CHUNK = 100_000

@@ -3,8 +3,11 @@ point, and the integrator (batching, RK4 vs solve_ivp, divergence, dynamics, Dat
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -12,14 +15,20 @@ import xarray as xr
 from conftest import random_vectors
 from scipy.special import erf
 
+from tsmeta.activations import ACTIVATIONS, activation
+from tsmeta.algorithms import ALGORITHM_TABLE
 from tsmeta.params import RunParams
 from tsmeta.settings import TheorySettings
 from tsmeta.theory import (
+    Physics,
     adapted_head,
     eps_meta_closed_form,
+    eps_meta_p_closed_form,
     field_covariance,
     integrate,
+    second_order,
     term_drifts,
+    terms_for,
     theory_dataset,
 )
 
@@ -164,7 +173,8 @@ def test_fixed_point(K, eta_w, steps, u_mean):
     for key, value in rhs_terms(I, I, I, w0, p).items():
         np.testing.assert_allclose(value, 0.0, rtol=0, atol=1e-12, err_msg=key)
     np.testing.assert_allclose(eps_meta_closed_form(I, I, I, w0, p), 0.0, rtol=0, atol=1e-12)
-    a, G = adapted_head(I, I, I, w0, K=K, M=K, eta_w=eta_w, inner_steps=steps, gamma=1.0)
+    a, G = adapted_head(I, I, I, w0, K=K, M=K, eta_w=eta_w, inner_steps=steps, gamma=1.0,
+                        activation="erf")  # fmt: skip
     np.testing.assert_allclose(a, 0.0, atol=1e-12)
     np.testing.assert_allclose(G, I, atol=1e-12)  # adapted student = task teacher
 
@@ -344,3 +354,75 @@ def test_exhausted_budget_marks_stalled_without_raising():
     a_div = out.alpha_diverged
     assert np.all((a_div > 0) & (a_div < alphas[-1]))
     assert np.all(np.isnan(out.Q[:, -1])) and np.all(np.isfinite(out.Q[:, 0]))
+
+
+# --- the activation table drives the theory ----------------------------------------------------
+
+
+def _fake_gaussian(monkeypatch, scale_i2=1.0):
+    """A table line "fake" whose integrals are erf's, with I2 scaled by `scale_i2`; returns
+    the names of the integrals called through it."""
+    erf_line = activation("erf")
+    erf_module = erf_line.gaussian()
+    called = []
+    module = types.ModuleType("fake_gaussian")
+    for name in ("I2", "J2", "I3", "I4", "F4", "F4_block"):
+
+        def counted(*args, _name=name, **kw):
+            called.append(_name)
+            value = getattr(erf_module, _name)(*args, **kw)
+            return scale_i2 * value if _name == "I2" else value
+
+        setattr(module, name, counted)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    line = dataclasses.replace(erf_line, name="fake", integrals=module.__name__)
+    monkeypatch.setitem(ACTIVATIONS, "fake", line)
+    return called
+
+
+@pytest.mark.parametrize("algorithm", ["fo-anil", "anil"])
+def test_the_run_activation_reaches_the_theory(algorithm, monkeypatch):
+    """eps_meta, the few-shot error and every term of the drift take their integrals from the
+    run's table line: erf's through the table give erf's numbers, other ones other numbers."""
+    rng = np.random.default_rng(3)
+    J, B = rng.standard_normal((2, 50)), rng.standard_normal((2, 50))
+    R, Q, T, w0 = J @ B.T / 50, J @ J.T / 50, B @ B.T / 50, np.array([0.3, -0.2])
+    base = RunParams(K=2, M=2, P=10, V=20, algorithm=algorithm, u_mean=0.2)
+    terms = terms_for(TheorySettings(), algorithm)
+
+    def everything(params):
+        drifts = term_drifts(R, Q, T, w0, params, terms)
+        values = [eps_meta_closed_form(R, Q, T, w0, params)]
+        values.append(eps_meta_p_closed_form(R, Q, T, w0, params))
+        return values + [v for d in drifts.values() for v in d.values()]
+
+    reference = everything(base)
+    called = _fake_gaussian(monkeypatch)
+    fake = dataclasses.replace(base, activation="fake")
+    for got, want in zip(everything(fake), reference, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert {"I2", "I3", "I4", "J2", "F4_block"} <= set(called)
+    _fake_gaussian(monkeypatch, scale_i2=1.1)
+    changed = everything(fake)
+    assert abs(changed[0] - reference[0]) > 1e-6
+    assert np.abs(changed[2] - reference[2]).max() > 1e-6  # first-order dR
+
+
+def test_one_activation_per_theory_batch(monkeypatch):
+    _fake_gaussian(monkeypatch)
+    phys = Physics.from_params([RunParams(), RunParams(activation="fake")])
+    with pytest.raises(ValueError, match="one activation per theory batch"):
+        phys.gaussian()
+    assert Physics.from_params([RunParams()] * 2).gaussian() is activation("erf").gaussian()
+
+
+@pytest.mark.parametrize("name", list(ALGORITHM_TABLE))
+def test_the_theory_of_an_algorithm_follows_the_table(name):
+    """The ODE, the second-order term and the finite-P term of a run come from the table."""
+    line = ALGORITHM_TABLE[name]
+    ode = ALGORITHM_TABLE[line.theory]
+    assert second_order.theory_algorithm(name) == line.theory
+    terms = terms_for(TheorySettings(finite_p=True), name)
+    assert ("second_order" in terms) == ode.second_order
+    assert ("finite_p" in terms) == (not ode.second_order)
+    assert "finite_p" not in terms_for(TheorySettings(finite_p=False), name)

@@ -16,6 +16,8 @@ import xarray as xr
 from conftest import random_vectors
 
 from tsmeta import model
+from tsmeta.activations import activation
+from tsmeta.algorithms import ALGORITHM_TABLE
 from tsmeta.analysis import early_growth_rate
 from tsmeta.params import RunParams
 from tsmeta.settings import TheorySettings
@@ -26,6 +28,7 @@ from tsmeta.theory.stability import escape_rate
 N_SIGMA = 4.5  # bound on every |theory - MC| / SE; ~100 z-values per run: false alarm < 1e-3
 SHARP = 10.0  # the new term must be this many SE away from zero somewhere (a dropped term fails)
 OUTPUTS = ("dR", "dQ", "dw0")
+ERF = activation("erf").torch()
 
 
 def field_gradient_drifts(J, B, Bt, w0, p: RunParams, n_tasks, seed, chunk=2000):
@@ -49,13 +52,13 @@ def field_gradient_drifts(J, B, Bt, w0, p: RunParams, n_tasks, seed, chunk=2000)
         z = x @ W.T
         lam, nu, nut = z[..., :K], z[..., K : K + M], z[..., K + M :]
         u = p.u_mean + p.u_std * torch.randn(n, M, generator=gen, dtype=torch.float64)
-        y = model.network_output(nut, u)
+        y = model.network_output(nut, u, ERF)
         y = y + p.noise_std * torch.randn(n, n_ex, generator=gen, dtype=torch.float64)
         w0_b = w0_t.expand(n, K)
         per = {}
         for key, second in (("fo", False), ("anil", True)):
             d_tr, d_val, d_w0 = model.field_gradients(
-                lam[:, : p.P], y[:, : p.P], lam[:, p.P :], y[:, p.P :], w0_b,
+                lam[:, : p.P], y[:, : p.P], lam[:, p.P :], y[:, p.P :], w0_b, act=ERF,
                 eta_w=p.eta_w, inner_steps=p.inner_steps, second_order=second,
             )  # fmt: skip
             d_lam = torch.zeros_like(lam)
@@ -236,18 +239,19 @@ def one_update_drifts(algorithm, N, n_tasks, *, K=2, M=2, P=40, V=40, eta_J=1.0,
         n = min(250, n_tasks - start)
         X = torch.randn(n, P + V, N, generator=gen, dtype=torch.float64)
         u = torch.randn(n, M, generator=gen, dtype=torch.float64)
-        y = model.network_output(X @ B.transpose(-1, -2) / math.sqrt(N), u)
+        y = model.network_output(X @ B.transpose(-1, -2) / math.sqrt(N), u, ERF)
         Jb, w0b = J.expand(n, K, N), w0.expand(n, K)
-        if algorithm in ("maml", "fo-maml"):
+        line = ALGORITHM_TABLE[algorithm]
+        if line.adapts_J:
             grad_J, grad_w0 = model.maml_gradients(
-                Jb, w0b, X[:, :P], y[:, :P], X[:, P:], y[:, P:], eta_w=eta_w,
-                eta_J_inner=eta_J, inner_steps=1, second_order=algorithm == "maml",
+                Jb, w0b, X[:, :P], y[:, :P], X[:, P:], y[:, P:], act=ERF, eta_w=eta_w,
+                eta_J_inner=eta_J, inner_steps=1, second_order=line.second_order,
             )  # fmt: skip
         else:
             lam = X @ Jb.transpose(-1, -2) / math.sqrt(N)
             d_tr, d_val, grad_w0 = model.field_gradients(
-                lam[:, :P], y[:, :P], lam[:, P:], y[:, P:], w0b, eta_w=eta_w, inner_steps=1,
-                second_order=algorithm == "anil",
+                lam[:, :P], y[:, :P], lam[:, P:], y[:, P:], w0b, act=ERF, eta_w=eta_w,
+                inner_steps=1, second_order=line.second_order,
             )  # fmt: skip
             grad_J = d_val.transpose(-1, -2) @ X[:, P:] / math.sqrt(N)
             if d_tr is not None:

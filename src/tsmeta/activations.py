@@ -1,9 +1,10 @@
 """The activation table: what the simulation, the theory and the analysis need of g.
 
 Torch- and SciPy-free (parsing a config imports nothing heavy). One line per activation in
-`ACTIVATIONS`; adding one is a torch module with `g` and `g_prime`, a module of Gaussian
-integrals with the signatures of `tsmeta.theory.integrals` (I2, J2, I3, I4, F4, F4_block),
-this line, its derivation in docs/theory.md and its tests (docs/contributing.md).
+`ACTIVATIONS`; adding one is a torch module with `g` and `g_prime` (`tsmeta.nonlinearities`),
+a module of Gaussian integrals with the signatures of `tsmeta.theory.gaussian.erf` (I2, J2,
+I3, I4, F4, F4_block), this line, its derivation in docs/theory.md and its tests
+(docs/contributing.md). A run picks its line with the run parameter `activation`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class Activation:
 
     torch_fns: "module" holding the torch functions `g(z)` and `g_prime(z)`, imported on use.
     integrals: "module" of the Gaussian integrals of g and g' the theory uses.
+    formula: g and g' in words (the attribute convention_activation of every file).
     odd: g(-z) = -g(z), so a student unit and its negative are the same unit up to the sign
         of its head weight: relabelling may flip signs (docs/model.md, relabelling).
     second_moment: <g(z)^2>, z ~ N(0, 1).
@@ -32,6 +34,7 @@ class Activation:
     name: str
     torch_fns: str
     integrals: str
+    formula: str
     odd: bool
     second_moment: float
     mean: float
@@ -59,8 +62,9 @@ class Activation:
 ACTIVATIONS: dict[str, Activation] = {
     "erf": Activation(
         name="erf",
-        torch_fns="tsmeta.model",
-        integrals="tsmeta.theory.integrals",
+        torch_fns="tsmeta.nonlinearities.erf",
+        integrals="tsmeta.theory.gaussian.erf",
+        formula="g(z) = erf(z / sqrt(2)), g'(z) = sqrt(2/pi) exp(-z^2/2)",
         odd=True,
         second_moment=1.0 / 3.0,  # (2/pi) arcsin(1/2)
         mean=0.0,

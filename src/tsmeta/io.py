@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from tsmeta.activations import activation
 from tsmeta.params import RunParams
 
+# What every file states; "activation" comes from the run's line of tsmeta.activations.
 CONVENTIONS = {
     "model": "meta-learning teacher-student, arXiv 2408.12545; conventions of docs/model.md",
-    "activation": "g(z) = erf(z / sqrt(2)), g'(z) = sqrt(2/pi) exp(-z^2/2)",
+    "activation": None,
     "student": "s(x) = (1/sqrt(K)) sum_k w_k g(J_k . x / sqrt(N))",
     "teacher": "y = (1/sqrt(M)) sum_n u_n g(B_t,n . x / sqrt(N)) + noise_std * zeta",
     "task_teacher": "B_t = gamma B + sqrt(1 - gamma^2) dB_t, dB_t i.i.d. N(0, 1)",
@@ -114,7 +116,8 @@ def params_to_attrs(params: RunParams) -> dict:
     attrs = {f"param_{k}": ("none" if v is None else v) for k, v in params.to_dict().items()}
     attrs["params_json"] = json.dumps(params.to_dict(), sort_keys=True)
     attrs["run_name"] = params.name()
-    attrs.update({f"convention_{k}": v for k, v in CONVENTIONS.items()})
+    conventions = {**CONVENTIONS, "activation": activation(params.activation).formula}
+    attrs.update({f"convention_{k}": v for k, v in conventions.items()})
     return attrs
 
 

@@ -5,25 +5,17 @@ only through its fields (`lambda = J x / sqrt(N)`, `nu_t = B_t x / sqrt(N)`), FO
 ANIL are written in field space: `field_gradients` returns dL_val/d(fields) per example and
 dL_val/dw0; the J gradient is then sum_mu dL/dlambda^mu x^mu / sqrt(N), assembled by the
 sampler (`tsmeta.simulation.samplers`). MAML and FO-MAML adapt J too, so they work on the weights.
+
+The activation is an argument `act`: the module of the run's torch functions `g` and
+`g_prime` (`tsmeta.activations.activation(params.activation).torch()`).
 """
 
 from __future__ import annotations
 
 import math
+from types import ModuleType
 
 import torch
-
-SQRT2 = math.sqrt(2.0)
-G_PRIME_NORM = math.sqrt(2.0 / math.pi)
-
-
-def g(z: torch.Tensor) -> torch.Tensor:
-    """Activation g(z) = erf(z / sqrt(2))."""
-    return torch.erf(z / SQRT2)
-
-
-def g_prime(z: torch.Tensor) -> torch.Tensor:
-    return G_PRIME_NORM * torch.exp(-0.5 * z * z)
 
 
 def output_of(activations: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -32,9 +24,9 @@ def output_of(activations: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (activations @ weights.unsqueeze(-1)).squeeze(-1) / math.sqrt(units)
 
 
-def network_output(fields: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def network_output(fields: torch.Tensor, weights: torch.Tensor, act: ModuleType) -> torch.Tensor:
     """s = (1/sqrt(units)) sum_k weights_k g(fields_k); fields (..., n_ex, units)."""
-    return output_of(g(fields), weights)
+    return output_of(act.g(fields), weights)
 
 
 def half_mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -48,24 +40,37 @@ def _gradient_of(activations: torch.Tensor, delta: torch.Tensor) -> torch.Tensor
     return (activations.transpose(-1, -2) @ delta.unsqueeze(-1)).squeeze(-1) / (n_ex * math.sqrt(K))
 
 
-def head_gradient(lam: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+def head_gradient(
+    lam: torch.Tensor, y: torch.Tensor, w: torch.Tensor, act: ModuleType
+) -> torch.Tensor:
     """grad_w L_D(J, w) from the fields lam (S, n_ex, K) and labels y (S, n_ex)."""
-    gl = g(lam)
+    gl = act.g(lam)
     return _gradient_of(gl, output_of(gl, w) - y)
 
 
-def adapt_head(lam: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, eta_w: float, steps: int):
+def adapt_head(
+    lam: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, eta_w: float, steps: int, act: ModuleType
+):
     """Inner loop, head only: w <- w - eta_w grad_w L_train(J, w), `steps` times from w0.
     The activations are evaluated once for all steps."""
     w = w0
-    gl = g(lam) if steps else None
+    gl = act.g(lam) if steps else None
     for _ in range(steps):
         w = w - eta_w * _gradient_of(gl, output_of(gl, w) - y)
     return w
 
 
 def field_gradients(
-    lam_tr, y_tr, lam_val, y_val, w0, *, eta_w: float, inner_steps: int, second_order: bool
+    lam_tr,
+    y_tr,
+    lam_val,
+    y_val,
+    w0,
+    *,
+    act: ModuleType,
+    eta_w: float,
+    inner_steps: int,
+    second_order: bool,
 ):
     """Outer gradients of ANIL-type algorithms in field space.
 
@@ -74,20 +79,20 @@ def field_gradients(
     constant, so dL/dlam_tr is None (zero) and dL/dw0 is grad_w L_val at the adapted head.
     """
     if not second_order:
-        w = adapt_head(lam_tr, y_tr, w0, eta_w, inner_steps)
-        g_val = g(lam_val)  # each activation once: with the field draws, the step's floor
+        w = adapt_head(lam_tr, y_tr, w0, eta_w, inner_steps, act)
+        g_val = act.g(lam_val)  # each activation once: with the field draws, the step's floor
         delta = output_of(g_val, w) - y_val  # (S, V)
         n_val, K = lam_val.shape[-2:]
         d_lam_val = (
-            delta.unsqueeze(-1) * g_prime(lam_val) * w.unsqueeze(-2) / (n_val * math.sqrt(K))
+            delta.unsqueeze(-1) * act.g_prime(lam_val) * w.unsqueeze(-2) / (n_val * math.sqrt(K))
         )
         return None, d_lam_val, _gradient_of(g_val, delta)
     with torch.enable_grad():
         lam_tr = lam_tr.detach().requires_grad_(True)
         lam_val = lam_val.detach().requires_grad_(True)
         w0 = w0.detach().requires_grad_(True)
-        w = adapt_head(lam_tr, y_tr, w0, eta_w, inner_steps)
-        loss = half_mse(network_output(lam_val, w), y_val).sum()  # sum over seeds: independent
+        w = adapt_head(lam_tr, y_tr, w0, eta_w, inner_steps, act)
+        loss = half_mse(network_output(lam_val, w, act), y_val).sum()  # sum over seeds: independent
         return torch.autograd.grad(loss, (lam_tr, lam_val, w0))
 
 
@@ -99,6 +104,7 @@ def maml_gradients(
     X_val,
     y_val,
     *,
+    act: ModuleType,
     eta_w: float,
     eta_J_inner: float,
     inner_steps: int,
@@ -113,7 +119,7 @@ def maml_gradients(
 
     def loss(Jx, wx, X, y):
         lam = X @ Jx.transpose(-1, -2) / math.sqrt(N)
-        return half_mse(network_output(lam, wx), y).sum()
+        return half_mse(network_output(lam, wx, act), y).sum()
 
     with torch.enable_grad():
         J0 = J.detach().requires_grad_(True)

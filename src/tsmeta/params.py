@@ -15,7 +15,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-ALGORITHMS = ("fo-anil", "anil", "maml", "fo-maml")
+from tsmeta import activations
+from tsmeta.activations import DEFAULT_ACTIVATION
+from tsmeta.algorithms import ALGORITHMS
+
 INITS = ("random", "symmetric")
 TEACHER_INITS = ("gaussian", "orthonormal")
 ALPHA_GRIDS = ("log", "linear")
@@ -30,6 +33,7 @@ class RunParams:
     """Physical parameters of one run (docs/model.md); defaults are the paper's first experiment."""
 
     algorithm: str = "fo-anil"
+    activation: str = DEFAULT_ACTIVATION  # g of students and teachers (tsmeta.activations)
     N: int = 200
     K: int = 3
     M: int = 3
@@ -61,6 +65,7 @@ class RunParams:
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{f.name} must be a finite number, got {value!r}")
         _check_choice("algorithm", self.algorithm, ALGORITHMS)
+        activations.activation(self.activation)  # an unknown name: error naming the allowed
         _check_choice("init", self.init, INITS)
         _check_choice("teacher_init", self.teacher_init, TEACHER_INITS)
         _check_choice("alpha_grid", self.alpha_grid, ALPHA_GRIDS)

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tsmeta.params import ALGORITHMS, RunParams
+from tsmeta.algorithms import ALGORITHM_TABLE, ALGORITHMS, algorithm
+from tsmeta.params import RunParams
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float64", "float32")
@@ -70,26 +71,33 @@ class SamplerSpec:
         return getattr(importlib.import_module(module), name)
 
 
+def _names(which: Callable) -> list[str]:
+    """The algorithms of the table for which `which(line)` holds (for the messages)."""
+    return [name for name, line in ALGORITHM_TABLE.items() if which(line)]
+
+
 def _field_space_only(params: RunParams) -> str | None:
-    if params.algorithm in ("fo-anil", "anil"):
+    if not algorithm(params.algorithm).adapts_J:
         return None
+    fixed_J = _names(lambda line: not line.adapts_J)
     return (
-        f"it is exact only for algorithm in ['fo-anil', 'anil'] (MAML's inner step moves J "
+        f"it is exact only for algorithm in {fixed_J} (an inner step that adapts J moves it "
         f"along the training inputs); got algorithm {params.algorithm!r}"
     )
 
 
 def _gram_chain(params: RunParams) -> str | None:
-    if params.algorithm == "maml":
+    line = algorithm(params.algorithm)
+    if line.adapts_J and line.second_order:
         return (
-            "it is not exact for algorithm 'maml' (the second-order gradient needs the inner "
-            "products of the individual inputs); use sampler 'dense'"
+            f"it is not exact for algorithm {params.algorithm!r} (the second-order gradient "
+            "needs the inner products of the individual inputs); use sampler 'dense'"
         )
-    if params.algorithm == "fo-maml" and params.inner_steps > 1:
+    if line.adapts_J and params.inner_steps > 1:
         return (
-            f"it is exact for algorithm 'fo-maml' only with inner_steps: 1, got inner_steps="
-            f"{params.inner_steps} (later inner steps need the inner products of the individual "
-            "inputs); use sampler 'dense' or inner_steps: 1"
+            f"it is exact for algorithm {params.algorithm!r} only with inner_steps: 1, got "
+            f"inner_steps={params.inner_steps} (later inner steps need the inner products of "
+            "the individual inputs); use sampler 'dense' or inner_steps: 1"
         )
     if params.N < params.K + params.M:
         return f"it needs N >= K + M, got N={params.N}, K + M={params.K + params.M}"

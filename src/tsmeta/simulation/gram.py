@@ -91,11 +91,12 @@ class GramSampler(Sampler):
         self.d = K + M
         self.m_B = min(M, N - self.d) if p.gamma < 1 else 0
         self.D = self.d + self.m_B
-        self.fo_maml = p.algorithm == "fo-maml"
+        # the chain adapts J with one first-order inner step (FO-MAML; settings.SAMPLERS)
+        self.adapts_J = self.algorithm.adapts_J
         self.r_inner = min(p.P, K)
-        self.m_T = min(self.r_inner, N - self.D) if self.fo_maml else 0
+        self.m_T = min(self.r_inner, N - self.D) if self.adapts_J else 0
         # rows of C in the J gradient: validation only, or training and validation (ANIL)
-        self.r = min(p.P + p.V if p.algorithm == "anil" else p.V, K)
+        self.r = min(p.P + p.V if self.algorithm.second_order else p.V, K)
         self.dof = N - self.D - self.m_T  # of the Wishart of the outer step
 
     # --- hooks (small, so that tests can break them: negative controls) ------------------
@@ -119,7 +120,7 @@ class GramSampler(Sampler):
             shapes["dB_chi"] = ChiSquare((chunk,), tuple(N - self.d - i for i in range(self.m_B)))
             shapes["dB_below"] = (chunk, M, self.m_B)
         shapes["xi"] = (chunk, p.P + p.V, self.D)
-        if self.fo_maml:
+        if self.adapts_J:
             shapes["xi_inner"] = (chunk, p.V, self.m_T)
             dof = N - self.D
             shapes["inner_chi"] = ChiSquare((chunk,), tuple(dof - i for i in range(self.m_T)))
@@ -164,13 +165,14 @@ class GramSampler(Sampler):
         fields = (W @ xi.transpose(-1, -2)).transpose(-1, -2)
         lam, nu_t = fields[..., : p.K], fields[..., p.K :]
         y = self._labels(nu_t, take("u"), take("zeta"))
-        if self.fo_maml:
+        if self.adapts_J:
             coef, inputs, grad_w0 = self._fo_maml_gradients(lam, y, xi, L_J, take)
             scale = coef
         else:
             c_tr, c_val, grad_w0 = model.field_gradients(
-                lam[:, :P], y[:, :P], lam[:, P:], y[:, P:], self.w0,
-                eta_w=p.eta_w, inner_steps=p.inner_steps, second_order=p.algorithm == "anil",
+                lam[:, :P], y[:, :P], lam[:, P:], y[:, P:], self.w0, act=self.act,
+                eta_w=p.eta_w, inner_steps=p.inner_steps,
+                second_order=self.algorithm.second_order,
             )  # fmt: skip
             # inputs in the J gradient: validation only (first order) or all (ANIL)
             coef = c_val if c_tr is None else torch.cat([c_tr, c_val], dim=-2)
@@ -195,7 +197,7 @@ class GramSampler(Sampler):
         step_in = p.eta_J_inner_eff / N
         # the loss gradient at (J, w0) is FO-ANIL's outer gradient with zero inner steps
         _, c_tr, g_tr = model.field_gradients(
-            lam[:, :P], y[:, :P], lam[:, :P], y[:, :P], self.w0,
+            lam[:, :P], y[:, :P], lam[:, :P], y[:, :P], self.w0, act=self.act,
             eta_w=p.eta_w, inner_steps=0, second_order=False,
         )  # fmt: skip
         w_t = self.w0 - p.eta_w * g_tr
@@ -210,7 +212,7 @@ class GramSampler(Sampler):
         xi_val = torch.cat([xi[:, P:], take("xi_inner")], dim=-1)
         lam_val = xi_val @ J_t.transpose(-1, -2)
         _, c_val, grad_w = model.field_gradients(
-            lam_val, y[:, P:], lam_val, y[:, P:], w_t,
+            lam_val, y[:, P:], lam_val, y[:, P:], w_t, act=self.act,
             eta_w=p.eta_w, inner_steps=0, second_order=False,
         )  # fmt: skip
         return c_val, xi_val, grad_w

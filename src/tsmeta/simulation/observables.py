@@ -59,16 +59,16 @@ def monte_carlo_errors(
             n = min(batch, st.mc_tasks - start)
             u = p.u_mean + p.u_std * randn(gen, (n, M))
             lam, nu_t = sampler.measurement_fields(s, gen, n, n_ex)
-            y = model.network_output(nu_t, u)
+            y = model.network_output(nu_t, u, sampler.act)
             y_adapt = y[:, :n_adapt]
             if p.noise_std > 0:
                 y_adapt = y_adapt + p.noise_std * randn(gen, (n, n_adapt))
             for name, size in heads.items():
                 w = model.adapt_head(
                     lam[:, :size], y_adapt[:, :size], sampler.w0[s].expand(n, K),
-                    p.eta_w, p.inner_steps,
+                    p.eta_w, p.inner_steps, sampler.act,
                 )  # fmt: skip
-                pred = model.network_output(lam[:, n_adapt:], w)
+                pred = model.network_output(lam[:, n_adapt:], w, sampler.act)
                 per_task[name].append(model.half_mse(pred, y[:, n_adapt:]))
         for name, values in per_task.items():
             values = torch.cat(values).cpu().numpy()

@@ -24,6 +24,8 @@ import torch
 import xarray as xr
 
 from tsmeta import model
+from tsmeta.activations import activation
+from tsmeta.algorithms import algorithm
 from tsmeta.params import RunParams
 from tsmeta.settings import SimSettings
 from tsmeta.simulation import streams
@@ -67,6 +69,8 @@ class Sampler:
 
     def __init__(self, tasks: xr.Dataset, params: RunParams, settings: SimSettings, device, dtype):
         self.params, self.settings, self.device, self.dtype = params, settings, device, dtype
+        self.algorithm = algorithm(params.algorithm)  # its table line: what the update is
+        self.act = activation(params.activation).torch()  # g and g_prime of the run
         self.normals = getattr(torch, settings.normals)  # precision of the standard normals
         self.chunk = settings.draw_chunk
 
@@ -102,7 +106,7 @@ class Sampler:
     def _labels(self, nu_t, u, zeta):
         """Task-teacher labels from its fields nu_t (S, n_ex, M), the task heads u and the
         label noise zeta (or None)."""
-        y = model.network_output(nu_t, u)
+        y = model.network_output(nu_t, u, self.act)
         if zeta is not None:
             y = y + self.params.noise_std * zeta
         return y
@@ -176,16 +180,17 @@ class WeightSampler(Sampler):
         h, G = self.fields(W, X)
         lam, nu_t = h[..., :K], h[..., K:]
         y = self._labels(nu_t, u, zeta)
-        if p.algorithm in ("maml", "fo-maml"):
+        alg = self.algorithm
+        if alg.adapts_J:
             grad_J, grad_w0 = model.maml_gradients(
-                self.J, self.w0, X[:, :P], y[:, :P], X[:, P:], y[:, P:],
+                self.J, self.w0, X[:, :P], y[:, :P], X[:, P:], y[:, P:], act=self.act,
                 eta_w=p.eta_w, eta_J_inner=p.eta_J_inner_eff, inner_steps=p.inner_steps,
-                second_order=p.algorithm == "maml",
+                second_order=alg.second_order,
             )  # fmt: skip
         else:
             d_tr, d_val, grad_w0 = model.field_gradients(
-                lam[:, :P], y[:, :P], lam[:, P:], y[:, P:], self.w0,
-                eta_w=p.eta_w, inner_steps=p.inner_steps, second_order=p.algorithm == "anil",
+                lam[:, :P], y[:, :P], lam[:, P:], y[:, P:], self.w0, act=self.act,
+                eta_w=p.eta_w, inner_steps=p.inner_steps, second_order=alg.second_order,
             )  # fmt: skip
             # inputs entering the J gradient: validation only (first order) or all (ANIL)
             first = P if d_tr is None else 0

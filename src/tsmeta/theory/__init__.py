@@ -1,9 +1,10 @@
 """Order-parameter ODE theory (N -> infinity); see docs/theory.md.
 
-integrals (Gaussian averages, F4) -> closed_form (adapted head, moments over u, eps_meta,
-the head noise at finite P and the few-shot error eps_meta_p) -> rhs (the physics: named
-terms of d(R, Q, w0)/d(alpha); their modules second_order, finite_p) -> integrator (batched
-stepping) -> dataset (the theory stage) and sweeps (theory-only grids).
+gaussian (Gaussian averages and F4, one module per activation) -> closed_form (adapted
+head, moments over u, eps_meta, the head noise at finite P and the few-shot error eps_meta_p)
+-> rhs (the physics: named terms of d(R, Q, w0)/d(alpha); their modules second_order,
+finite_p) -> integrator (batched stepping) -> dataset (the theory stage) and sweeps
+(theory-only grids).
 """
 
 from tsmeta.theory.closed_form import (
@@ -15,15 +16,10 @@ from tsmeta.theory.closed_form import (
     head_moments,
 )
 from tsmeta.theory.dataset import theory_dataset
-from tsmeta.theory.integrals import I2, I3, I4, J2
 from tsmeta.theory.integrator import Trajectory, integrate
 from tsmeta.theory.rhs import TERMS, drift, term_drifts, terms_for
 
 __all__ = [
-    "I2",
-    "I3",
-    "I4",
-    "J2",
     "TERMS",
     "Physics",
     "Trajectory",

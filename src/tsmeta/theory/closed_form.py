@@ -2,18 +2,20 @@
 
 Arrays carry arbitrary leading batch dimensions (...). Run parameters enter through
 `Physics`, whose fields are arrays broadcastable against those batch dimensions, so one call
-can evaluate a sweep over learning rates, gamma, u statistics, ... at once.
+can evaluate a sweep over learning rates, gamma, u statistics, ... at once. The Gaussian
+integrals are those of the batch's activation (`Physics.gaussian`), one per batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from types import ModuleType
 
 import numpy as np
 
+from tsmeta import activations
 from tsmeta.params import RunParams
-from tsmeta.theory.integrals import I2, F4_block
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Physics:
     u_std: np.ndarray
     noise_std: np.ndarray
     P: np.ndarray  # training examples per task (the finite-P term, the few-shot error)
+    activation: np.ndarray  # its name (str), the same for every member (`gaussian`)
 
     @classmethod
     def from_params(cls, params: RunParams | Sequence[RunParams] | Physics) -> Physics:
@@ -53,12 +56,21 @@ class Physics:
             u_std=arr(lambda p: p.u_std),
             noise_std=arr(lambda p: p.noise_std),
             P=arr(lambda p: p.P),
+            activation=arr(lambda p: p.activation, dtype=str),
         )
 
     def take(self, idx) -> Physics:
         """Members `idx` of a batched (1-d) Physics; 0-d fields are shared and kept."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         return Physics(**{k: (v if np.ndim(v) == 0 else v[idx]) for k, v in values.items()})
+
+    def gaussian(self) -> ModuleType:
+        """The module of the Gaussian integrals of the batch's activation (I2, J2, I3, I4, F4,
+        F4_block); members with different activations need separate batches."""
+        names = np.unique(self.activation)
+        if names.size != 1:
+            raise ValueError(f"one activation per theory batch, got {names.tolist()}")
+        return activations.activation(str(names[0])).gaussian()
 
 
 def _b(x, n_trailing: int) -> np.ndarray:
@@ -108,9 +120,9 @@ def head_from_i2(i2, w0, K: int, M: int, eta_w, inner_steps):
     return a, G
 
 
-def adapted_head(R, Q, T, w0, *, K: int, M: int, eta_w, inner_steps, gamma):
+def adapted_head(R, Q, T, w0, *, K: int, M: int, eta_w, inner_steps, gamma, activation: str):
     """a (..., K) and G (..., K, M) with the adapted head w = a + G u (docs/theory.md, 3)."""
-    i2 = I2(field_covariance(R, Q, T, gamma))
+    i2 = activations.activation(activation).gaussian().I2(field_covariance(R, Q, T, gamma))
     return head_from_i2(i2, w0, K, M, eta_w, inner_steps)
 
 
@@ -190,7 +202,7 @@ def eps_meta_closed_form(R, Q, T, w0, params: RunParams | Physics) -> np.ndarray
     phys = Physics.from_params(params)
     R = np.asarray(R, dtype=float)
     K, M = R.shape[-2:]
-    i2 = I2(field_covariance(R, Q, T, phys.gamma))
+    i2 = phys.gaussian().I2(field_covariance(R, Q, T, phys.gamma))
     a, G = head_from_i2(i2, w0, K, M, phys.eta_w, phys.inner_steps)
     mom = head_moments(a, G, phys.u_mean, phys.u_std, fourth=False)
     return 0.5 * np.einsum("...ab,...ab->...", mom["Ecc"], i2)
@@ -228,9 +240,9 @@ def head_noise_covariance(C, i2, w0, phys: Physics) -> np.ndarray:
             [np.concatenate([Eww, Ewu], -1), np.concatenate([np.swapaxes(Ewu, -1, -2), Euu], -1)],
             -2,
         )
-        f4 = F4_block(C, used, used, lam, lam)
+        f4 = phys.gaussian().F4_block(C, used, used, lam, lam)
     else:
-        Ecc, f4 = Euu, F4_block(C, task, task, lam, lam)
+        Ecc, f4 = Euu, phys.gaussian().F4_block(C, task, task, lam, lam)
     quartic = np.einsum("...ab,...abkl->...kl", Ecc, f4)
     # E[m m^T], m = I2(lambda, lambda) w0/sqrt K - I2(lambda, nu_t) u/sqrt M
     A, At = i2[..., :K, :K], i2[..., :K, K + M :]
@@ -256,7 +268,7 @@ def eps_meta_p_closed_form(R, Q, T, w0, params: RunParams | Physics) -> np.ndarr
     R = np.asarray(R, dtype=float)
     K, M = R.shape[-2:]
     C = field_covariance(R, Q, T, phys.gamma)
-    i2 = I2(C)
+    i2 = phys.gaussian().I2(C)
     a, G = head_from_i2(i2, w0, K, M, phys.eta_w, phys.inner_steps)
     mom = head_moments(a, G, phys.u_mean, phys.u_std, fourth=False)
     eps = 0.5 * np.einsum("...ab,...ab->...", mom["Ecc"], i2)

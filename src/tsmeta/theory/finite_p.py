@@ -21,14 +21,20 @@ from __future__ import annotations
 import numpy as np
 
 from tsmeta.theory.closed_form import _b, finite_p_exact, head_noise_covariance
+from tsmeta.theory.second_order import second_order_theory
 
-ALGORITHMS = ("fo-anil", "fo-maml")  # where the term is the whole O(1/P) correction
 DOC = "finite-P term (eta_w^2/P) Sigma_bar in E[w w] of dR, dQ (exact for inner_steps = 1)"
 
 
-def applies(settings, algorithm: str) -> bool:
-    """The rule of `rhs.TERMS`: the `finite_p` setting, FO-ANIL and FO-MAML runs."""
-    return bool(settings.finite_p) and algorithm in ALGORITHMS
+def whole_correction(name: str) -> bool:
+    """Whether the term is the whole O(1/P) correction for runs of algorithm `name`: those
+    whose ODE is first order (FO-ANIL, FO-MAML); the second-order part's is not derived."""
+    return not second_order_theory(name)
+
+
+def applies(settings, name: str) -> bool:
+    """The rule of `rhs.TERMS`: the `finite_p` setting, runs with a first-order ODE."""
+    return bool(settings.finite_p) and whole_correction(name)
 
 
 def finite_p_term(f) -> dict:
@@ -49,7 +55,7 @@ def finite_p_term(f) -> dict:
 
 def finite_p_description(terms, params) -> str:
     """What the theory of a run holds at finite P, in words (attribute finite_P_corrections)."""
-    if params.algorithm not in ALGORITHMS:
+    if not whole_correction(params.algorithm):
         return (
             f"not included for {params.algorithm}: the O(1/P) corrections of the second-order "
             "part (covariance of the head noise with the training-set gradient, and that "

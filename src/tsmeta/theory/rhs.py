@@ -29,19 +29,19 @@ from tsmeta.theory.closed_form import (
     head_from_i2,
     head_moments,
 )
-from tsmeta.theory.integrals import I2, I3, I4, J2
 
 OUTPUTS = ("dR", "dQ", "dw0")
 
 
 class Fields:
     """What the terms share at one state (R, Q, T, w0) and parameters `phys`, each computed on
-    first use: field covariance C, I2, I3 (g' on the students), the adapted head w = a + G u
-    and its moments over u."""
+    first use: field covariance C, the Gaussian integrals of the run's activation I2, I3, I4,
+    J2 (g' on the students), the adapted head w = a + G u and its moments over u."""
 
     def __init__(self, R, Q, T, w0, phys: Physics):
         self.R, self.Q, self.T, self.w0, self.phys = R, Q, T, w0, phys
         self.K, self.M = R.shape[-2:]
+        self.gaussian = phys.gaussian()  # the integrals of the batch's activation
 
     @cached_property
     def C(self) -> np.ndarray:
@@ -49,12 +49,22 @@ class Fields:
 
     @cached_property
     def i2(self) -> np.ndarray:
-        return I2(self.C)
+        return self.gaussian.I2(self.C)
 
     @cached_property
     def i3(self) -> np.ndarray:
         """[k, b, a] = <g'(lambda_k) z_b g(z_a)>."""
-        return I3(self.C, first=self.K)
+        return self.gaussian.I3(self.C, first=self.K)
+
+    @cached_property
+    def i4(self) -> np.ndarray:
+        """[k, l, a, b] = <g'(lambda_k) g'(lambda_l) g(z_a) g(z_b)>."""
+        return self.gaussian.I4(self.C, first=self.K)
+
+    @cached_property
+    def j2(self) -> np.ndarray:
+        """[k, l] = <g'(lambda_k) g'(lambda_l)>."""
+        return self.gaussian.J2(self.C, first=self.K)
 
     @cached_property
     def head(self) -> tuple[np.ndarray, np.ndarray]:
@@ -94,8 +104,8 @@ def first_order_term(f: Fields) -> dict:
 def finite_v_term(f: Fields) -> dict:
     """(eta_J^2 / V) <e_k e_l> in dQ: the step orthogonal to all fields (docs/theory.md, 6)."""
     K = f.K
-    quart = np.einsum("...klab,...klab->...kl", f.Ewwcc, I4(f.C, first=K))
-    quart = quart + _b(f.phys.noise_std, 2) ** 2 * f.moments["Eww"] * J2(f.C, first=K)
+    quart = np.einsum("...klab,...klab->...kl", f.Ewwcc, f.i4)
+    quart = quart + _b(f.phys.noise_std, 2) ** 2 * f.moments["Eww"] * f.j2
     quart = 0.5 * (quart + np.swapaxes(quart, -1, -2))  # exact symmetry of Q
     return {"dQ": _b(f.phys.eta_J**2 / (f.phys.V * K), 2) * quart}
 

@@ -20,22 +20,27 @@ import math
 
 import numpy as np
 
+from tsmeta.algorithms import algorithm
 from tsmeta.theory.closed_form import _b
 
-# Runs whose theory includes this term: MAML's ODE is ANIL's at leading order in N.
-ALGORITHMS = ("anil", "maml")
 DOC = "second order (ANIL, MAML): the outer gradient through the inner head steps in dR, dQ, dw0"
 
 
-def theory_algorithm(algorithm: str) -> str:
-    """Which ODE the theory of a run integrates: "anil" (ANIL, MAML) or "fo-anil" (FO-ANIL,
-    FO-MAML); docs/theory.md, section 9."""
-    return "anil" if algorithm in ALGORITHMS else "fo-anil"
+def theory_algorithm(name: str) -> str:
+    """Which ODE the theory of a run integrates (the table's `theory`: ANIL's for ANIL and
+    MAML, FO-ANIL's for FO-ANIL and FO-MAML); docs/theory.md, section 9."""
+    return algorithm(name).theory
 
 
-def applies(settings, algorithm: str) -> bool:
-    """The rule of `rhs.TERMS`: ANIL and MAML runs, whatever the settings."""
-    return algorithm in ALGORITHMS
+def second_order_theory(name: str) -> bool:
+    """Whether the ODE of runs of algorithm `name` differentiates through the inner loop
+    (ANIL's: ANIL and MAML, whose ODE is ANIL's at leading order in N)."""
+    return algorithm(theory_algorithm(name)).second_order
+
+
+def applies(settings, name: str) -> bool:
+    """The rule of `rhs.TERMS`: runs whose ODE is second order, whatever the settings."""
+    return second_order_theory(name)
 
 
 class _Affine:

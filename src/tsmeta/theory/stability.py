@@ -4,8 +4,9 @@ At R = 0, Q = T = I, w0 = 0 and u_mean = 0 the adapted head is zero (it is propo
 C~ = I2(lambda, nu~), which vanishes with R), so the state is a fixed point of the ODE; the
 overlaps R grow or decay from it as exp(rate * alpha), with the rate the largest eigenvalue
 of the Jacobian d(dR/dalpha)/dR there (the dQ and dw0 rows do not feed back at linear order).
-docs/theory.md, section 10: for FO-ANIL the rate is eta_J eta_w u_std^2 / (pi^2 K M), for
-ANIL and MAML that times (2 - eta_w / (3K)).
+docs/theory.md, section 10: for FO-ANIL the rate is c eta_J eta_w u_std^2 / (K M), c the
+activation's `escape_factor` (1 / pi^2 for erf), for ANIL and MAML with erf that times
+(2 - eta_w / (3K)).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def escape_rate(
     (`rhs.terms_for(settings, algorithm)`, so ANIL and MAML get the second-order term), and
     u_mean set to 0 (with u_mean != 0, w0 moves first and R = 0 is no fixed point). The rate
     is the largest real part of its eigenvalues: positive, the unspecialised state is left
-    exponentially; negative, it is linearly stable. All runs of the same (K, M, algorithm)
-    are evaluated in one batched call.
+    exponentially; negative, it is linearly stable. All runs of the same (K, M, algorithm,
+    activation) are evaluated in one batched call.
     """
     single = isinstance(params, RunParams)
     plist = [params] if single else list(params)
@@ -45,8 +46,8 @@ def escape_rate(
     rates = np.full(len(plist), np.nan)
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(plist):
-        groups.setdefault((p.K, p.M, p.algorithm), []).append(i)
-    for (K, M, algorithm), members in groups.items():
+        groups.setdefault((p.K, p.M, p.algorithm, p.activation), []).append(i)
+    for (K, M, algorithm, _), members in groups.items():
         jac = _dR_jacobian(K, M, [plist[i] for i in members], terms_for(st, algorithm), step)
         rates[members] = np.linalg.eigvals(jac).real.max(axis=-1)
     return float(rates[0]) if single else rates
