@@ -143,7 +143,7 @@ def test_align_pair_takes_the_sign_rule_from_the_run_activation(monkeypatch):
     np.testing.assert_array_equal(aligned["R"].values[0, -1], [[0.8, 0.1], [-0.0, 0.9]])
     assert list(aligned["w0"].values[0, -1]) == [1.0, -1.0]
     even = _fake_activation(monkeypatch, odd=False)
-    aligned, _ = analysis.align_pair(_trajectory(R_SIGNED, activation=even), None)
+    aligned, _ = analysis.align_pair(_trajectory(R_SIGNED, param_activation=even), None)
     np.testing.assert_array_equal(aligned["R"].values[0, -1], [[0.8, 0.1], [0.0, -0.9]])
     assert list(aligned["w0"].values[0, -1]) == [1.0, 1.0]
 

@@ -16,7 +16,7 @@ from scipy.optimize import linear_sum_assignment
 
 from tsmeta.activations import DEFAULT_ACTIVATION, activation
 
-ACTIVATION_ATTR = "activation"  # the run attribute naming its activation (absent: erf)
+ACTIVATION_ATTR = "param_activation"  # the run attribute (io.params_to_attrs); absent: erf
 SPECIALISED = 0.5  # |R| of every matched unit above this: the units have specialised
 
 
