@@ -35,7 +35,14 @@ from tsmeta.params import RunParams
 from tsmeta.settings import TheorySettings
 from tsmeta.theory.closed_form import Physics, eps_meta_closed_form
 from tsmeta.theory.rhs import terms_for
-from tsmeta.theory.steppers import FAILED, SPLIT, BatchSystem, StepperFailed, make_stepper
+from tsmeta.theory.steppers import (
+    FAILED,
+    SPLIT,
+    BatchSystem,
+    Stepper,
+    StepperFailed,
+    make_stepper,
+)
 from tsmeta.theory.trajectory import (
     NON_FINITE_DRIFT,
     SOLVER_FAILED,
@@ -52,7 +59,7 @@ __all__ = ["Trajectory", "drive", "integrate", "split_off"]
 # --- the one loop -------------------------------------------------------------------------
 
 
-def drive(records: Records, stepper, phys: Physics, terms, work: WorkBudget) -> None:
+def drive(records: Records, stepper: Stepper, phys: Physics, terms, work: WorkBudget) -> None:
     """Step the running members of `records` to the last record with `stepper`.
 
     The running members are (re)started as one system; they are stepped until all records
@@ -78,7 +85,7 @@ def drive(records: Records, stepper, phys: Physics, terms, work: WorkBudget) -> 
         records.nfev += system.nfev
 
 
-def _steps(records: Records, stepper, system: BatchSystem, idx, phys, terms, work) -> None:
+def _steps(records: Records, stepper: Stepper, system: BatchSystem, idx, phys, terms, work) -> None:
     """Steps of the members idx, recorded, until the last record or until one stops."""
     while records.next < len(records.alphas):
         try:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, Radau
@@ -69,6 +70,18 @@ class Step:
     t: float = math.nan
     y: np.ndarray | None = None
     dense: Callable[[float], np.ndarray] | None = None
+
+
+class Stepper(Protocol):
+    """The interface `integrator.drive` steps with (module doc). A stepper that never
+    returns SPLIT needs no `stalling_member` and `alone`."""
+
+    t: float
+    y: np.ndarray
+
+    def start(self, system: BatchSystem, t: float, y: np.ndarray) -> np.ndarray: ...
+
+    def advance(self) -> Step: ...
 
 
 class BatchSystem:
@@ -262,12 +275,12 @@ class FixedRK4Stepper:
 
 
 # One line per stepper: name -> (settings, record alphas) -> a stepper.
-STEPPERS: dict[str, Callable] = {
+STEPPERS: dict[str, Callable[[TheorySettings, np.ndarray], Stepper]] = {
     "scipy": ScipyStepper.from_settings,
     "rk4": FixedRK4Stepper.from_settings,
 }
 
 
-def make_stepper(settings: TheorySettings, alphas):
+def make_stepper(settings: TheorySettings, alphas) -> Stepper:
     """The stepper that runs the theory kind of `settings` (settings.THEORY_KINDS)."""
     return STEPPERS[THEORY_KINDS[settings.kind].stepper(settings)](settings, alphas)
