@@ -34,7 +34,7 @@ from tsmeta.params import RunParams
 from tsmeta.settings import SimSettings, TheorySettings
 from tsmeta.stages import log_to, make_tasks
 from tsmeta.tasks import initial_state
-from tsmeta.theory import integrator
+from tsmeta.theory import steppers
 from tsmeta.theory.integrator import integrate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -330,14 +330,14 @@ def test_near_equal_rates_integrate_as_one_batch(method):
 def test_a_solver_whose_step_became_nan_comes_back(monkeypatch):
     """The original hang: scipy's step loop with a NaN step size never ends by itself; the
     work bound is checked inside the right-hand side, so it ends."""
-    make = integrator._solver
+    make = steppers.scipy_solver
 
     def broken(*args, **kw):
         solver = make(*args, **kw)
         solver.h_abs = math.nan
         return solver
 
-    monkeypatch.setattr(integrator, "_solver", broken)
+    monkeypatch.setattr(steppers, "scipy_solver", broken)
     p, (R0, Q0, T, w0) = _state()
     with time_limit(60):
         out = integrate(R0, Q0, T, w0, p, p.alphas(), {"max_rhs_evals": 2000})

@@ -109,6 +109,7 @@ def test_valid_configs_pass(values, where):
         ("simulation", "device", "tpu", "cpu"),
         ("simulation", "sampler", "fast", "projected"),
         ("theory", "method", "euler", "RK45"),
+        ("theory", "kind", "sde", "ode"),
         ("experiments.dynamics.figure", "kind", "pie", "dynamics"),
         ("simulation", "speed", 1, "mc_tasks"),
     ],

@@ -187,11 +187,41 @@ class SimSettings(_Settings):
 
 
 @dataclass(frozen=True)
+class TheoryKind:
+    """A kind of theory: the settings that belong to it (the others must keep their
+    defaults) and the stepper that runs it (a name in `theory.steppers.STEPPERS`)."""
+
+    fields: tuple[str, ...]
+    stepper: Callable[[TheorySettings], str]
+    doc: str
+
+
+# One line per kind of theory (docs/theory.md, section 8). Names only: no SciPy here.
+THEORY_KINDS: dict[str, TheoryKind] = {
+    "ode": TheoryKind(
+        fields=(
+            "method",
+            "rtol",
+            "atol",
+            "finite_v",
+            "finite_p",
+            "fixed_step",
+            "max_rhs_evals",
+            "max_wall_s",
+        ),
+        stepper=lambda st: "scipy" if st.fixed_step is None else "rk4",
+        doc="deterministic order-parameter ODE (N -> infinity)",
+    ),
+}
+
+
+@dataclass(frozen=True)
 class TheorySettings(_Settings):
-    """How to integrate the order-parameter ODE, and which optional terms it includes."""
+    """How to integrate the order-parameter theory, and which optional terms it includes."""
 
     what = "theory"
 
+    kind: str = "ode"
     method: str = "RK45"
     rtol: float = 1e-8
     atol: float = 1e-10
@@ -203,6 +233,19 @@ class TheorySettings(_Settings):
 
     def __post_init__(self):
         self._check_finite()
+        _check_choice("kind", self.kind, THEORY_KINDS)
+        foreign = [
+            f.name
+            for f in dataclasses.fields(self)
+            if f.name != "kind"
+            and f.name not in THEORY_KINDS[self.kind].fields
+            and getattr(self, f.name) != f.default
+        ]
+        if foreign:
+            raise ValueError(
+                f"setting(s) {foreign} do not belong to theory kind {self.kind!r}; its "
+                f"settings: {list(THEORY_KINDS[self.kind].fields)}"
+            )
         _check_choice("method", self.method, ODE_METHODS)
         if self.fixed_step is not None and not self.fixed_step > 0:
             raise ValueError(f"fixed_step must be > 0 or None, got {self.fixed_step!r}")

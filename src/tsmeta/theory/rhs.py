@@ -112,11 +112,18 @@ def finite_v_term(f: Fields) -> dict:
 
 @dataclass(frozen=True)
 class Term:
-    """A right-hand-side term and the rule that includes it for a run."""
+    """A right-hand-side term and the rule that includes it for a run.
+
+    `fn` gives its drift; `diffusion`, None for a deterministic term, would give its noise
+    for a stochastic theory: a dict like the drift's whose arrays carry one more trailing
+    axis, the independent standard Wiener increments that drive it (an SDE stepper draws
+    them and adds diffusion @ dW to the drift step; `theory.steppers`).
+    """
 
     fn: Callable[[Fields], dict]
     applies: Callable[[TheorySettings, str], bool]  # (settings, algorithm) -> included?
     doc: str
+    diffusion: Callable[[Fields], dict] | None = None
 
 
 # Order matters only for floating-point sums: terms are added in this order.
@@ -149,6 +156,32 @@ def drift(R, Q, T, w0, phys: Physics, terms: Sequence[str]) -> dict:
 
 def term_drifts(R, Q, T, w0, params: RunParams | Physics, terms: Sequence[str]) -> dict:
     """Each term's contribution separately, {name: {"dR"?, "dQ"?, "dw0"?}}, sharing one Fields."""
-    R, Q, T, w0 = (np.asarray(x, dtype=float) for x in (R, Q, T, w0))
-    f = Fields(R, Q, T, w0, Physics.from_params(params))
+    f = _fields(R, Q, T, w0, params)
     return {name: TERMS[name].fn(f) for name in terms}
+
+
+def diffusion(R, Q, T, w0, params: RunParams | Physics, terms: Sequence[str]) -> dict | None:
+    """The noise of `terms` at the state, None where no term has one (an ODE).
+
+    {"dR" (..., K, M, L), "dQ" (..., K, K, L), "dw0" (..., K, L)}: the terms' noises are
+    independent, so their Wiener axes are concatenated (L in all), zeros where a term leaves
+    an output out."""
+    noisy = [name for name in terms if TERMS[name].diffusion is not None]
+    if not noisy:
+        return None
+    f = _fields(R, Q, T, w0, params)
+    parts = [TERMS[name].diffusion(f) for name in noisy]
+    shapes = {"dR": f.R.shape, "dQ": f.Q.shape, "dw0": f.w0.shape}
+    total = {}
+    for key in OUTPUTS:
+        blocks = []
+        for part in parts:
+            width = next(iter(part.values())).shape[-1]
+            blocks.append(part.get(key, np.zeros(shapes[key] + (width,))))
+        total[key] = np.concatenate(blocks, axis=-1)
+    return total
+
+
+def _fields(R, Q, T, w0, params: RunParams | Physics) -> Fields:
+    R, Q, T, w0 = (np.asarray(x, dtype=float) for x in (R, Q, T, w0))
+    return Fields(R, Q, T, w0, Physics.from_params(params))

@@ -23,7 +23,7 @@ with the same (K, M, alpha_final), of both searches, are integrated as ONE batch
 (different initial states and parameters are batch entries); groups of different (K, M)
 follow one another.
 
-Integration: `tsmeta.theory.ode` (valid domain, divergence events, records), whose implicit
+Integration: `tsmeta.theory.integrator` (valid domain, divergence events, records), whose implicit
 methods use the block-diagonal structure of the batch (block-sparse Jacobian for BDF and
 Radau, band width for LSODA) and split off a member that stalls them (integrated alone with
 RK45). At large rates the ODE is stiff near the fixed point, and an explicit batched step
@@ -42,6 +42,7 @@ import functools
 import itertools
 import json
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
@@ -61,7 +62,7 @@ from tsmeta.settings import TheorySettings
 from tsmeta.tasks import initial_state
 from tsmeta.theory.closed_form import eps_meta_p_closed_form
 from tsmeta.theory.dataset import log_early_stops
-from tsmeta.theory.integrator import integrate
+from tsmeta.theory.integrator import Trajectory, integrate
 from tsmeta.theory.rhs import terms_for
 from tsmeta.theory.second_order import theory_algorithm
 
@@ -98,6 +99,121 @@ def _record_grid(alpha_final: float, n: int) -> np.ndarray:
     return log_alpha_grid(alpha_final, n, first=min(ALPHA_MIN, alpha_final / 10.0))
 
 
+@dataclass(frozen=True)
+class Member:
+    """One member of a sweep: its search, its flat index in that search's arrays, its run."""
+
+    search: str
+    flat: int
+    params: RunParams
+
+
+def plan_members(base: dict, plan: dict) -> tuple[list[Member], dict]:
+    """The members of the searches `plan` (`params.searches`): the cartesian product of each
+    search's axes over the base; and each search's output shape."""
+    members, shapes = [], {}
+    for name, axes in plan.items():
+        keys = list(axes)
+        shapes[name] = tuple(len(axes[k]) for k in keys)
+        for flat, values in enumerate(itertools.product(*(axes[k] for k in keys))):
+            members.append(Member(name, flat, member_params(base, dict(zip(keys, values)))))
+    return members, shapes
+
+
+def empty_outputs(shape: tuple, n_levels: int, n_coarse: int, Kmax: int, Mmax: int) -> dict:
+    """A search's output arrays, NaN (int8 zeros for the flags) until its members are in."""
+    return {
+        "eps_final": np.full(shape, np.nan),
+        "eps_p_final": np.full(shape, np.nan),
+        "eps_min": np.full(shape, np.nan),
+        "alpha_to_level": np.full(shape + (n_levels,), np.nan),
+        "eps_meta": np.full(shape + (n_coarse,), np.nan),
+        "diverged": np.zeros(shape, dtype=np.int8),
+        "alpha_diverged": np.full(shape, np.nan),
+        "stalled": np.zeros(shape, dtype=np.int8),
+        "R": np.full(shape + (Kmax, Mmax), np.nan),
+        "Q": np.full(shape + (Kmax, Kmax), np.nan),
+        "w0": np.full(shape + (Kmax,), np.nan),
+    }
+
+
+def batch_groups(members: list[Member]) -> list[tuple[tuple, list[Member]]]:
+    """Members integrated as one batch: same (K, M, alpha_final, algorithm), sorted."""
+    groups: dict[tuple, list] = {}
+    for m in members:
+        p = m.params
+        groups.setdefault((p.K, p.M, p.alpha_final, p.algorithm), []).append(m)
+    return sorted(groups.items())
+
+
+def initial_overlaps(group: list[Member], states: dict) -> tuple[np.ndarray, ...]:
+    """R0, Q0, T, w0 of the group stacked, each member's from tasks.initial_state of its
+    seed (drawn once per STATE_KEYS and kept in `states`)."""
+    stack = []
+    for m in group:
+        key = tuple(getattr(m.params, k) for k in STATE_KEYS)
+        if key not in states:
+            ts = initial_state(m.params)
+            states[key] = tuple(ts[v].values[0] for v in ("R0", "Q0", "T", "w0"))
+        stack.append(states[key])
+    return tuple(np.stack([s[j] for s in stack]) for j in range(4))
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """What a group's integration gives the outputs: per member (axis 0) the trajectory
+    `res` on `alphas`, eps_p at the end, the first crossings `cross` (..., level), eps_min,
+    and the positions of the coarse records in `alphas`."""
+
+    res: Trajectory
+    alphas: np.ndarray
+    eps_p: np.ndarray
+    cross: np.ndarray
+    eps_min: np.ndarray
+    on_coarse: np.ndarray
+
+
+def integrate_group(group, overlaps, af, coarse, levels, st, n_fine, progress) -> GroupResult:
+    """Integrate a group as one batch on the fine records (and the coarse ones up to af), and
+    derive its thresholds: first crossings of the levels, eps_min, the final eps_p."""
+    R0, Q0, T, w0 = overlaps
+    fine = _record_grid(af, n_fine)
+    alphas = np.unique(np.concatenate([fine, coarse[coarse <= af], [af]]))
+    plist = [m.params for m in group]
+    res = integrate(R0, Q0, T, w0, plist, alphas, st, progress=progress)
+    eps = res.eps_meta
+    eps_p = eps_meta_p_closed_form(res.R[:, -1], res.Q[:, -1], T, res.w0[:, -1], plist)
+    cross = np.stack([first_crossing(eps, alphas, lv) for lv in levels], axis=-1)
+    on_coarse = np.searchsorted(alphas, coarse[coarse <= af])
+    with np.errstate(all="ignore"):
+        eps_min = np.where(
+            np.isnan(eps).all(axis=1),
+            np.nan,
+            np.nanmin(np.where(np.isnan(eps), np.inf, eps), axis=1),
+        )
+    return GroupResult(res, alphas, eps_p, cross, eps_min, on_coarse)
+
+
+def collect_group(out: dict, shapes: dict, group: list[Member], g: GroupResult) -> None:
+    """Write each member's results into its search's arrays at its place."""
+    res, eps = g.res, g.res.eps_meta
+    K, M = res.R.shape[-2:]
+    for b, m in enumerate(group):
+        o = out[m.search]
+        pos = np.unravel_index(m.flat, shapes[m.search])
+        o["eps_final"][pos] = eps[b, -1]
+        o["eps_p_final"][pos] = g.eps_p[b]
+        o["eps_min"][pos] = g.eps_min[b]
+        o["alpha_to_level"][pos] = g.cross[b]
+        o["eps_meta"][pos][: len(g.on_coarse)] = eps[b, g.on_coarse]
+        o["diverged"][pos] = int(res.diverged[b])
+        o["alpha_diverged"][pos] = res.alpha_diverged[b]
+        o["stalled"][pos] = int(res.stalled[b])
+        o["R"][pos][:K, :M] = res.R[b, -1]
+        o["Q"][pos][:K, :K] = res.Q[b, -1]
+        o["w0"][pos][:K] = res.w0[b, -1]
+
+
 def run_sweep(
     sweep: dict,
     settings: TheorySettings | dict | None = None,
@@ -122,104 +238,62 @@ def run_sweep(
     levels = [float(v) for v in (sweep.get("levels") or DEFAULT_LEVELS)]
     plan = searches(sweep)
     base_params = RunParams.from_dict(base)
-
-    # members of every search, with their place in that search's output arrays
-    members = []  # (search, flat index, params)
-    shapes = {}
-    for name, axes in plan.items():
-        keys = list(axes)
-        shapes[name] = tuple(len(axes[k]) for k in keys)
-        for flat, values in enumerate(itertools.product(*(axes[k] for k in keys))):
-            members.append((name, flat, member_params(base, dict(zip(keys, values)))))
-    Kmax = max(p.K for _, _, p in members)
-    Mmax = max(p.M for _, _, p in members)
-    af_max = max(p.alpha_final for _, _, p in members)
-    coarse = _record_grid(af_max, n_coarse)
-
-    out = {}
-    for name, shape in shapes.items():
-        out[name] = {
-            "eps_final": np.full(shape, np.nan),
-            "eps_p_final": np.full(shape, np.nan),
-            "eps_min": np.full(shape, np.nan),
-            "alpha_to_level": np.full(shape + (len(levels),), np.nan),
-            "eps_meta": np.full(shape + (len(coarse),), np.nan),
-            "diverged": np.zeros(shape, dtype=np.int8),
-            "alpha_diverged": np.full(shape, np.nan),
-            "stalled": np.zeros(shape, dtype=np.int8),
-            "R": np.full(shape + (Kmax, Mmax), np.nan),
-            "Q": np.full(shape + (Kmax, Kmax), np.nan),
-            "w0": np.full(shape + (Kmax,), np.nan),
-        }
-
-    states = {}
-    groups: dict[tuple, list] = {}
-    for m in members:
-        p = m[2]
-        groups.setdefault((p.K, p.M, p.alpha_final, p.algorithm), []).append(m)
+    members, shapes = plan_members(base, plan)
+    Kmax = max(m.params.K for m in members)
+    Mmax = max(m.params.M for m in members)
+    coarse = _record_grid(max(m.params.alpha_final for m in members), n_coarse)
+    out = {
+        name: empty_outputs(shape, len(levels), len(coarse), Kmax, Mmax)
+        for name, shape in shapes.items()
+    }
     start = time.perf_counter()
-    group_log = []
+    groups = batch_groups(members)
+    states, group_log = {}, []
     bar = Progress(len(members), label, unit="members")  # progress on the terminal and log
-    for gi, ((K, M, af, algorithm), group) in enumerate(sorted(groups.items())):
+    for gi, ((K, M, af, algorithm), group) in enumerate(groups):
         t0 = time.perf_counter()
         where = f"group {gi + 1}/{len(groups)} (K={K}, M={M}, {algorithm}, {len(group)} members)"
-        stack = []
-        for _, _, p in group:
-            key = tuple(getattr(p, k) for k in STATE_KEYS)
-            if key not in states:
-                ts = initial_state(p)
-                states[key] = tuple(ts[v].values[0] for v in ("R0", "Q0", "T", "w0"))
-            stack.append(states[key])
-        R0, Q0, T, w0 = (np.stack([s[j] for s in stack]) for j in range(4))
-        fine = _record_grid(af, n_fine)
-        alphas = np.unique(np.concatenate([fine, coarse[coarse <= af], [af]]))
         heartbeat = functools.partial(_heartbeat, bar, where)
-        res = integrate(R0, Q0, T, w0, [p for *_, p in group], alphas, st, progress=heartbeat)
-        names = [", ".join(f"{k}={getattr(p, k)!r}" for k in plan[name]) for name, _, p in group]
-        log_early_stops(f"{label}, {where}", names, res)
+        overlaps = initial_overlaps(group, states)
+        g = integrate_group(group, overlaps, af, coarse, levels, st, n_fine, heartbeat)
+        names = [", ".join(f"{k}={getattr(m.params, k)!r}" for k in plan[m.search]) for m in group]
+        log_early_stops(f"{label}, {where}", names, g.res)
         bar.update(bar.done + len(group), group=where)
-        eps = res.eps_meta
-        eps_p = eps_meta_p_closed_form(
-            res.R[:, -1], res.Q[:, -1], T, res.w0[:, -1], [p for *_, p in group]
-        )
-        cross = np.stack([first_crossing(eps, alphas, lv) for lv in levels], axis=-1)
-        on_coarse = np.searchsorted(alphas, coarse[coarse <= af])
-        with np.errstate(all="ignore"):
-            eps_min = np.where(
-                np.isnan(eps).all(axis=1),
-                np.nan,
-                np.nanmin(np.where(np.isnan(eps), np.inf, eps), axis=1),
-            )
-        for b, (name, flat, _) in enumerate(group):
-            o = out[name]
-            pos = np.unravel_index(flat, shapes[name])
-            o["eps_final"][pos] = eps[b, -1]
-            o["eps_p_final"][pos] = eps_p[b]
-            o["eps_min"][pos] = eps_min[b]
-            o["alpha_to_level"][pos] = cross[b]
-            o["eps_meta"][pos][: len(on_coarse)] = eps[b, on_coarse]
-            o["diverged"][pos] = int(res.diverged[b])
-            o["alpha_diverged"][pos] = res.alpha_diverged[b]
-            o["stalled"][pos] = int(res.stalled[b])
-            o["R"][pos][:K, :M] = res.R[b, -1]
-            o["Q"][pos][:K, :K] = res.Q[b, -1]
-            o["w0"][pos][:K] = res.w0[b, -1]
-        group_log.append(
-            {
-                "K": K,
-                "M": M,
-                "alpha_final": af,
-                "algorithm": algorithm,
-                "members": len(group),
-                "rhs_evaluations": int(res.nfev),
-                "split_off_members": int(res.split_off),
-                "wall_time_s": round(time.perf_counter() - t0, 3),
-            }
-        )
+        collect_group(out, shapes, group, g)
+        group_log.append(_group_entry((K, M, af, algorithm), len(group), g.res, t0))
     bar.close(groups=len(groups))
+    attrs = sweep_attrs(sweep, st, base_params, plan, members, n_fine)
+    attrs.update(groups_json=json.dumps(group_log), wall_time_s=time.perf_counter() - start)
+    coords = {
+        "level": levels,
+        "alpha": coarse,
+        "k": np.arange(Kmax),
+        "l": np.arange(Kmax),
+        "n": np.arange(Mmax),
+    }
+    return _dataset(plan, out, coords, attrs)
+
+
+def _group_entry(key: tuple, members: int, res: Trajectory, t0: float) -> dict:
+    """A group's line in the attribute groups_json: what it was and what it cost."""
+    K, M, af, algorithm = key
+    return {
+        "K": K,
+        "M": M,
+        "alpha_final": af,
+        "algorithm": algorithm,
+        "members": members,
+        "rhs_evaluations": int(res.nfev),
+        "split_off_members": int(res.split_off),
+        "wall_time_s": round(time.perf_counter() - t0, 3),
+    }
+
+
+def sweep_attrs(sweep: dict, st, base_params: RunParams, plan: dict, members, n_fine) -> dict:
+    """The sweep's attributes: its spec, base, settings, theories, searches and methods."""
     spec = {k: v for k, v in sweep.items() if k != "base"}
-    theories = list(dict.fromkeys(theory_algorithm(p.algorithm) for *_, p in members))
-    attrs = {
+    theories = list(dict.fromkeys(theory_algorithm(m.params.algorithm) for m in members))
+    return {
         **params_to_attrs(base_params),
         "stage": "theory_sweep",
         "theory": " and ".join(t.upper() for t in theories)
@@ -243,18 +317,8 @@ def run_sweep(
             f"first crossing on {n_fine} log-spaced records from 0.01 to alpha_final, "
             "log eps linearly interpolated in log alpha"
         ),
-        "groups_json": json.dumps(group_log),
         "members": len(members),
-        "wall_time_s": time.perf_counter() - start,
     }
-    coords = {
-        "level": levels,
-        "alpha": coarse,
-        "k": np.arange(Kmax),
-        "l": np.arange(Kmax),
-        "n": np.arange(Mmax),
-    }
-    return _dataset(plan, out, coords, attrs)
 
 
 def _heartbeat(bar: Progress, where: str, alpha: float, evaluations: int, seconds: float):
