@@ -306,7 +306,8 @@ def test_rates_vs_K_draws_the_laws():
 
 
 def test_dynamics_row_notes_title_each_row():
-    from tsmeta.figures.dynamics import draw_dynamics
+    from tsmeta.figure_data import FigureInputs
+    from tsmeta.figures import figure_of
     from tsmeta.settings import SimSettings
     from tsmeta.simulation import simulate
     from tsmeta.tasks import initial_state
@@ -320,7 +321,7 @@ def test_dynamics_row_notes_title_each_row():
         sims.append(simulate(tasks, p, SimSettings(mc_tasks=4, mc_adapt=50, mc_test=50)))
         theories.append(theory_dataset(tasks, p, {}))
     notes = ["first row: perturbation-dominated", ""]
-    fig = draw_dynamics("trapped", {"row_notes": notes}, sims, theories)
+    fig = figure_of(FigureInputs("trapped", sims, theories), {"row_notes": notes})
     titles = [ax.get_title(loc="left") for ax in fig.axes[:6]]
     assert titles[0] == notes[0] and titles[3] == ""  # eps_meta panels of rows 1 and 2
     assert _n_axes(fig) == 6

@@ -1,4 +1,5 @@
 # Helpers shared by the rules: every run and experiment comes from PLAN (tsmeta.config).
+from tsmeta.figure_kinds import KINDS, split_options
 
 
 wildcard_constraints:
@@ -47,12 +48,22 @@ def compare_file(wildcards):
 
 
 def compare_window(wildcards):
-    """The first-stage window of the deviations (figure options of the experiment)."""
-    figure = PLAN.experiments[wildcards.experiment].figure
-    return {
-        "level": figure.get("first_stage_level", 0.01),
-        "alpha_end": figure.get("first_stage_alpha"),
-    }
+    """The first-stage window of the deviations (the experiment's `compare` key)."""
+    return dict(PLAN.experiments[wildcards.experiment].compare)
+
+
+def figure_options(wildcards, part):
+    """The data or the paint options of the experiment's figure (figure_kinds): a paint
+    option reruns only the figure job, a data option the figure_data job too."""
+    data, paint = split_options(PLAN.experiments[wildcards.experiment].figure)
+    return data if part == "data" else paint
+
+
+def figure_caption(wildcards):
+    """The report caption of the figure's kind, with its data options, as reStructuredText."""
+    data, _ = split_options(PLAN.experiments[wildcards.experiment].figure)
+    caption = KINDS[data["kind"]].caption
+    return tsconfig.rst_text(f"{caption} Data options: {data}.")
 
 
 def sweep_file(wildcards):
@@ -77,8 +88,9 @@ def all_outputs():
 
 
 def all_figures():
+    """Every figure's data file and its painting."""
     return [
         f"{RESULTS}/figures/{name}.{ext}"
         for name in PLAN.experiments
-        for ext in ("png", "pdf")
+        for ext in ("nc", "png", "pdf")
     ]
