@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from tsmeta.figure_kinds import options_of  # noqa: E402
+from tsmeta.figure_kinds import KINDS, options_of  # noqa: E402
 from tsmeta.io import atomic_output  # noqa: E402
 
 
@@ -36,8 +36,7 @@ def paint(ds, figure: dict):
     kind = ds.attrs["kind"]
     if kind in LEGACY:
         return draw_legacy(ds, figure)
-    module = importlib.import_module(f"tsmeta.figures.{kind}")
-    return module.paint(ds, options_of(figure))
+    return importlib.import_module(KINDS[kind].paint).paint(ds, options_of(figure))
 
 
 def draw(ds, figure: dict, outputs) -> list[Path]:

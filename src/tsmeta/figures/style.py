@@ -1,9 +1,10 @@
 """What every figure shares: how a simulation band, a theory line, an eps_meta axis and a spot
-check look, how a run is labelled, and how a figure gets its title and note.
+check look, how a run's values are read from a figure's data, and how a figure gets its title
+and note.
 
-Conventions: student units are relabelled per seed (`analysis.align_pair`) before anything is
-averaged over seeds; lines are means over seeds, bands min-max over seeds; theories are
-dashed; seeds that diverged are NaN from their divergence on, drop out of every mean, and
+Conventions (the numbers: `tsmeta.figure_data`): student units are relabelled per seed before
+anything is averaged over seeds; lines are means over seeds, bands min-max over seeds; theories
+are dashed; seeds that diverged are NaN from their divergence on, drop out of every mean, and
 each legend entry says how many seeds of its run diverged. Every figure uses matplotlib's
 constrained layout.
 """
@@ -16,17 +17,8 @@ import textwrap
 import numpy as np
 import xarray as xr
 
-# data helpers: the kinds not yet split into data and paint still compute with them here
-from tsmeta.figure_data import (  # noqa: F401
-    diag_overlap,
-    last_finite,
-    matched,
-    nanmean,
-    params,
-    run_label,
-    seed_band,
-    self_aligned,
-)
+# seed_band for `band`; the others: the kinds not yet split into data and paint compute with them
+from tsmeta.figure_data import last_finite, matched, nanmean, params, seed_band  # noqa: F401
 
 EPS_LABEL = r"$\varepsilon_{\rm meta}$"
 ALPHA_LABEL = r"$\alpha = t/N$"
