@@ -1,5 +1,5 @@
 # tsmeta: dynamics of meta-learning in the teacher-student scenario (arXiv 2408.12545).
-# Stages: tasks -> simulate -> theory -> compare -> figure, one rule file each.
+# Stages: tasks -> simulate -> theory -> compare -> figure data -> figure, one rule file each.
 import os
 import sys
 from pathlib import Path
@@ -23,11 +23,10 @@ config.update(
         workflow.configfiles, workflow.config_settings.config, workflow.basedir
     )
 )
-tsconfig.validate(config)  # one clear message naming the bad key, before any job
+PLAN = tsconfig.validate(config)  # one clear message naming the bad key, before any job
 # Snakemake's own check. Defaults are not injected: a `base` filled with every default
 # would mask the config's `defaults`; tsmeta.config applies them in that order instead.
 validate(config, "config/schema.yaml", set_default=False)
-PLAN = tsconfig.expand(config)
 RESULTS = PLAN.results
 
 

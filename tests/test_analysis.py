@@ -16,7 +16,9 @@ from tsmeta import (
     analysis,  # noqa: E402
     figures,  # noqa: E402
 )
-from tsmeta.figures.finite_size import finite_size_table  # noqa: E402
+from tsmeta.figure_data import FigureInputs  # noqa: E402
+from tsmeta.figure_data.finite_size import finite_size_table  # noqa: E402
+from tsmeta.figure_kinds import OverparameterizationOptions  # noqa: E402
 from tsmeta.figures.overparameterization import overparameterization_families  # noqa: E402
 from tsmeta.io import params_to_attrs  # noqa: E402
 from tsmeta.params import RunParams  # noqa: E402
@@ -317,10 +319,11 @@ def test_run_arrangements_counts_seeds():
 
 
 def test_overparameterization_families_come_from_the_options():
-    options = {"families": {"(a)": [0, 1], "(b)": [0, 2], "empty": [7]}}
+    options = OverparameterizationOptions(families={"(a)": [0, 1], "(b)": [0, 2], "empty": [7]})
     fam = overparameterization_families(options, 3)
     assert fam == {"(a)": [0, 1], "(b)": [0, 2]}  # a run may be in two panels
-    assert overparameterization_families({}, 3) == {"all runs": [0, 1, 2]}
+    default = OverparameterizationOptions()
+    assert overparameterization_families(default, 3) == {"all runs": [0, 1, 2]}
 
 
 def test_a_family_naming_a_missing_run_is_a_config_error():
@@ -341,15 +344,15 @@ def figures_root():
 # --- figures ----------------------------------------------------------------------------------
 
 
-def _draw(kind, sims, theories, extra=None, **options):
-    """Draw as the workflow does: the comparison stage's compare.nc, then the figure."""
+def _draw(kind, sims, theories, extra=None, level=0.01, alpha_end=None, **options):
+    """Draw as the workflow does: the comparison stage's compare.nc (the experiment's
+    `compare` window: level, alpha_end), the figure's data, then the figure."""
     extra = dict(extra or {})
     if theories:
-        window = {"level": options.get("first_stage_level", 0.01),
-                  "alpha_end": options.get("first_stage_alpha")}  # fmt: skip
         every = {analysis.FULL_THEORY: theories, **extra.get("variants", {})}
-        extra["compare"] = analysis.comparison(sims, every, **window)
-    fig = figures.KINDS[kind]("test", {"kind": kind, **options}, sims, theories, extra)
+        extra["compare"] = analysis.comparison(sims, every, level, alpha_end)
+    inputs = FigureInputs("test", sims, theories, **extra)
+    fig = figures.figure_of(inputs, {"kind": kind, **options})
     fig.canvas.draw()  # layout and rendering errors surface here
     n_axes = len(fig.axes)
     plt.close(fig)
@@ -400,7 +403,7 @@ def test_draw_finite_size():
     runs = [_run(N=n, P=n, V=n) for n in (20, 40, 80)]
     sims, theories = [r[0] for r in runs], [r[1] for r in runs]
     sims[0] = _diverged_copy(sims[0], from_record=5)
-    assert _draw("finite_size", sims, theories, first_stage_level=1e-6, escape_level=0.15) == 3
+    assert _draw("finite_size", sims, theories, level=1e-6, escape_level=0.15) == 3
     assert _draw("finite_size", sims[:1], [], escape_level=1e-9) == 3  # no theory, no escape
     compare = analysis.comparison(sims, {analysis.FULL_THEORY: theories}, 1e-6)
     table = finite_size_table(compare, sims, 0.15)
@@ -409,7 +412,7 @@ def test_draw_finite_size():
     compare = analysis.comparison(sims, {analysis.FULL_THEORY: theories}, 1e-6, alpha_end=1.0)
     fixed = finite_size_table(compare, sims, 0.15)
     assert np.all(fixed["alpha_end"] == 1.0) and np.all(fixed["R"] < table["R"])
-    assert _draw("finite_size", sims, theories, first_stage_alpha=1.0) == 3
+    assert _draw("finite_size", sims, theories, alpha_end=1.0) == 3
 
 
 def test_draw_finite_data():
@@ -419,6 +422,6 @@ def test_draw_finite_data():
     sims, theories = [r[0] for r in runs], [r[1] for r in runs]
     sims[3] = _diverged_copy(sims[3])
     extra = {"variants": {"nofv": nofv}}
-    assert _draw("finite_data", sims, theories, extra, first_stage_level=1e-6) == 4 + 1
+    assert _draw("finite_data", sims, theories, extra, level=1e-6) == 4 + 1
     assert _draw("finite_data", sims[:2], theories[:2]) == 2 + 1  # without the no-V variant
-    assert _draw("finite_data", sims, theories, extra, first_stage_alpha=1.0) == 4 + 1
+    assert _draw("finite_data", sims, theories, extra, alpha_end=1.0) == 4 + 1

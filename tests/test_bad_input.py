@@ -134,7 +134,8 @@ def _with_settings():
     config = copy.deepcopy(BASE)
     config["simulation"].update(divergence_threshold=1e6, checkpoint_every=0)
     config["theory"].update(max_wall_s=600.0, max_rhs_evals=1000, fixed_step=None)
-    config["experiments"]["dynamics"]["figure"].update(thresholds=[0.01], first_stage_alpha=2.0)
+    config["experiments"]["dynamics"]["figure"].update(thresholds=[0.01])
+    config["experiments"]["dynamics"]["compare"] = {"level": 0.01, "alpha_end": 2.0}
     return config
 
 
@@ -228,6 +229,12 @@ def _set(path, value):
         (_drop(["phase_diagram", "theory_sweep", "grid", "eta_w"]), r"axes \['eta_J', 'eta_w'\]"),
         (_drop(["rates_vs_K", "theory_sweep"]), r"rates_vs_K\.theory_sweep'"),
         (_drop(["finite_data", "theory_variants"]), r"finite_data\.theory_variants'"),
+        (
+            _set(["dynamics", "figure", "escape_level"], 0.01),
+            r"dynamics\.figure'.*'escape_level' is not an option of figure kind 'dynamics'",
+        ),
+        (_set(["finite_size", "figure", "first_stage_level"], 0.01), r"unknown key"),
+        (_set(["finite_size", "compare"], {"level": 0}), r"finite_size\.compare\.level'"),
     ],
 )
 def test_what_a_figure_needs_is_checked_before_any_job(edit, message):
@@ -238,11 +245,25 @@ def test_what_a_figure_needs_is_checked_before_any_job(edit, message):
 
 
 def test_every_figure_kind_declares_its_needs():
-    from tsmeta.figures import KINDS
+    from tsmeta.figure_kinds import KINDS, FigureNeeds
 
     schema = tsconfig.load(tsconfig.SCHEMA_PATH)
     kinds = schema["$defs"]["experiment"]["properties"]["figure"]["properties"]["kind"]["enum"]
-    assert set(tsconfig.FIGURE_NEEDS) == set(KINDS) == set(kinds)
+    assert set(KINDS) == set(kinds)
+    assert all(isinstance(kind.needs, FigureNeeds) for kind in KINDS.values())
+
+
+def test_the_needs_check_reads_the_registry(monkeypatch):
+    """A kind's needs come from figure_kinds.KINDS: asking dynamics for two runs is enforced."""
+    import dataclasses
+
+    from tsmeta import figure_kinds
+
+    dynamics = figure_kinds.KINDS["dynamics"]
+    needs = dataclasses.replace(dynamics.needs, min_runs=3)
+    monkeypatch.setitem(figure_kinds.KINDS, "dynamics", dataclasses.replace(dynamics, needs=needs))
+    with pytest.raises(tsconfig.ConfigError, match=r"dynamics'.*at least 3 run"):
+        tsconfig.validate(copy.deepcopy(BASE))
 
 
 # ---------------------------------------------------------------- run names

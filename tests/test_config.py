@@ -40,12 +40,72 @@ def _walk(node, path=""):
             yield from _walk(spec, f"$defs.{key}")
 
 
+FIGURE = SCHEMA["$defs"]["experiment"]["properties"]["figure"]["properties"]
+
+
+def _per_kind_defaults(key) -> dict:
+    """{kind: default of option `key`} over the kinds that have it (figure_kinds)."""
+    from tsmeta.figure_kinds import KINDS, option_defaults
+
+    return {kind: option_defaults(kind)[key] for kind in KINDS if key in option_defaults(kind)}
+
+
 def test_every_key_has_a_description_and_a_default():
     for path, spec in _walk(SCHEMA):
         assert spec.get("description"), f"{path}: no description"
         required = {"experiments", "grid", "start", "stop", "num"}
-        if path.rsplit(".", 1)[-1] not in required:
+        key = path.rsplit(".", 1)[-1]
+        per_kind = (
+            path.endswith(f"figure.{key}")
+            and len(set(map(repr, _per_kind_defaults(key).values()))) > 1
+        )
+        if key not in required and not per_kind:
             assert "default" in spec, f"{path}: no default"
+
+
+def test_the_figure_options_of_the_schema_are_those_of_the_registry():
+    """Kind enum, option names and defaults: the schema and figure_kinds agree. An option
+    whose default differs between kinds has none in the schema (config/README.md then lists
+    the defaults per kind)."""
+    from tsmeta.figure_kinds import KINDS, option_fields
+
+    assert sorted(FIGURE["kind"]["enum"]) == sorted(KINDS)
+    assert FIGURE["kind"]["default"] == "dynamics"
+    options = {name for kind in KINDS for name in option_fields(kind)}
+    assert set(FIGURE) - {"kind"} == options
+    for key in options:
+        defaults = {repr(value) for value in _per_kind_defaults(key).values()}
+        if "default" in FIGURE[key]:
+            assert defaults == {repr(FIGURE[key]["default"])}, key
+        else:
+            assert len(defaults) > 1, f"{key}: one default for every kind; give it in the schema"
+
+
+def test_every_option_field_has_a_default_and_says_whether_it_is_data():
+    from tsmeta.figure_kinds import KINDS, option_fields
+
+    for name, kind in KINDS.items():
+        kind.options()  # every field has a default
+        for field in option_fields(name).values():
+            assert field.metadata.get("data", False) in (True, False), (name, field.name)
+
+
+def test_the_compare_window_defaults_to_the_first_level():
+    from tsmeta.params import DEFAULT_LEVELS
+
+    compare = SCHEMA["$defs"]["experiment"]["properties"]["compare"]["properties"]
+    assert compare["level"]["default"] == DEFAULT_LEVELS[0]
+    assert compare["alpha_end"]["default"] is None
+    plan = tsconfig.validate(tsconfig.load(ROOT / "config" / "test.yaml"))
+    assert plan.experiments["dynamics"].compare == {"alpha_end": None, "level": DEFAULT_LEVELS[0]}
+    assert plan.experiments["finite_size"].compare["alpha_end"] == 2.0
+
+
+def test_validate_returns_the_plan():
+    config = tsconfig.load(ROOT / "config" / "test.yaml")
+    plan = tsconfig.validate(config)
+    assert isinstance(plan, tsconfig.Plan)
+    assert plan.runs == tsconfig.expand(config).runs
 
 
 def test_config_readme_lists_every_key():

@@ -13,10 +13,29 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from tsmeta.figures import KINDS  # noqa: E402
-from tsmeta.figures.dynamics import assignments_differ  # noqa: E402
-from tsmeta.io import order_parameter_dataset, params_to_attrs  # noqa: E402
+from tsmeta import figures  # noqa: E402
+from tsmeta.figure_data import FigureInputs, compute  # noqa: E402
+from tsmeta.figure_data.dynamics import assignments_differ  # noqa: E402
+from tsmeta.io import (  # noqa: E402
+    open_dataset,
+    order_parameter_dataset,
+    params_to_attrs,
+    write_netcdf,  # noqa: E402
+)
 from tsmeta.params import RunParams  # noqa: E402
+
+
+def draw(kind, sims, theories, figure=None, **extra):
+    """The figure of `kind` as the workflow makes it: its data through a netCDF file, painted."""
+    import tempfile
+    from pathlib import Path
+
+    figure = {"kind": kind, **(figure or {})}
+    ds = compute(kind, FigureInputs("x", sims, theories, **extra), figure)
+    with tempfile.TemporaryDirectory() as tmp:
+        ds = open_dataset(write_netcdf(ds, Path(tmp) / "x.nc"), stage="figure_data")
+    return figures.paint(ds, figure)
+
 
 ALPHA = np.array([0.0, 1.0, 2.0, 4.0])
 
@@ -61,7 +80,7 @@ def test_dynamics_relabels_the_theory_by_its_own_end():
     """With the simulation's labels the theory's R_kk would end at 1/3 (two seeds of three
     swapped); relabelled by its own end every seed's R_kk ends at 1."""
     sim, theory = _symmetric_pair()
-    fig = KINDS["dynamics"]("dynamics", {"kind": "dynamics"}, [sim], [theory], {})
+    fig = draw("dynamics", [sim], [theory])
     ax_r = fig.axes[1]
     dashed = [line for line in ax_r.get_lines() if line.get_linestyle() == "--"]
     ends = sorted(float(line.get_ydata()[-1]) for line in dashed)
@@ -72,7 +91,7 @@ def test_dynamics_relabels_the_theory_by_its_own_end():
 
 def test_dynamics_legend_keys_the_teacher_units_and_covers_no_panel():
     sim, theory = _symmetric_pair()
-    fig = KINDS["dynamics"]("dynamics", {"kind": "dynamics"}, [sim, sim], [theory], {})
+    fig = draw("dynamics", [sim, sim], [theory])
     fig.canvas.draw()
     (legend,) = fig.legends
     labels = [t.get_text() for t in legend.get_texts()]
@@ -116,7 +135,7 @@ def test_figure_texts_write_symbols_in_mathtext(kind, runs):
     plist = _runs(runs=runs)
     sims = [_dataset(p, np.eye(p.K, p.M), "simulate") for p in plist]
     theories = [_dataset(p, np.eye(p.K, p.M), "theory") for p in plist]
-    fig = KINDS[kind]("x", {"kind": kind}, sims, theories, {})
+    fig = draw(kind, sims, theories)
     assert list(_plain_texts(fig)) == []
     plt.close(fig)
 
@@ -128,8 +147,10 @@ def test_phase_diagram_texts_write_symbols_in_mathtext():
     sweep = run_sweep({"base": base, "grid": {"eta_J": [1.0, 3.0], "eta_w": [3.0, 6.0],
                                               "gamma": [1.0, 0.9]}},
                       {"rtol": 1e-6, "atol": 1e-8}, n_fine=20, n_coarse=5)  # fmt: skip
-    fig = KINDS["phase_diagram"]("x", {"kind": "phase_diagram"}, [], [],
-                                 {"sweep": sweep})  # fmt: skip
+    from tsmeta.figure_data import FigureInputs
+    from tsmeta.figures import figure_of
+
+    fig = figure_of(FigureInputs("x", [], [], sweep=sweep), {"kind": "phase_diagram"})
     texts = list(_plain_texts(fig))
     assert texts == []
     titles = [ax.get_title("left") for ax in fig.axes if ax.get_title("left")]
@@ -167,3 +188,41 @@ def test_shipped_config_figure_texts_write_symbols_in_mathtext(name):
     ]
     assert texts, "no figure text found: the walk is broken"
     assert [(exp, t) for exp, t in texts if PLAIN_SYMBOL.search(MATH.sub("", t))] == []
+
+
+def test_finite_size_draws_the_window_of_its_comparison():
+    """The deviation window is the experiment's `compare` key, read from compare.nc (it was a
+    figure option): the panel title and the window line follow it."""
+    from tsmeta.analysis import FULL_THEORY, comparison
+
+    plist = _runs(runs=[{}, {"N": 400}])
+    sims = [_dataset(p, np.eye(2) * 0.9, "simulate") for p in plist]
+    theories = [_dataset(p, np.eye(2), "theory") for p in plist]
+    compare = comparison(sims, {FULL_THEORY: theories}, 0.01, 2.0)
+    fig = draw("finite_size", sims, theories, compare=compare)
+    ax_e, ax_d, _ = fig.axes[:3]
+    assert ax_d.get_title("left") == "0 < α ≤ 2"
+    window = [line for line in ax_e.get_lines() if line.get_linestyle() == "-."]
+    assert [float(line.get_xdata()[0]) for line in window] == [2.0]
+    plt.close(fig)
+
+
+def test_finite_data_draws_every_theory_of_its_comparison():
+    """A variant's curve is named by the terms it lacks; one bar per run, theory and quantity."""
+    from tsmeta.analysis import FULL_THEORY, comparison
+
+    plist = _runs(runs=[{}, {"P": 10}])
+    sims = [_dataset(p, np.eye(2) * 0.9, "simulate") for p in plist]
+    full = [_dataset(p, np.eye(2), "theory") for p in plist]
+    nofv = [_dataset(p, np.eye(2) * 0.8, "theory") for p in plist]
+    for ds in full:
+        ds.attrs["terms"] = "base,finite_v"
+    for ds in nofv:
+        ds.attrs["terms"] = "base"
+    compare = comparison(sims, {FULL_THEORY: full, "nofv": nofv}, 0.01, None)
+    fig = draw("finite_data", sims, full, variants={"nofv": nofv}, compare=compare)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels[1:] == ["theory (all terms)", "theory without finite-V term"]
+    bars = fig.axes[-1].patches
+    assert len(bars) == 2 * 2 * 3
+    plt.close(fig)

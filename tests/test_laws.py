@@ -242,6 +242,14 @@ def test_fit_log_slope_exact_and_coverage():
 # --- figures ----------------------------------------------------------------------------------
 
 
+def _figure(kind, sims, theories, sweep=None, **options):
+    """The kind's figure as the workflow draws it: its data, then its painting."""
+    from tsmeta.figure_data import FigureInputs
+    from tsmeta.figures import figure_of
+
+    return figure_of(FigureInputs(kind, sims, theories, sweep=sweep), {"kind": kind, **options})
+
+
 def _n_axes(fig) -> int:
     fig.canvas.draw()  # layout and rendering errors surface here
     n = len(fig.axes)
@@ -251,7 +259,6 @@ def _n_axes(fig) -> int:
 
 def test_second_stage_draws_and_states_the_correlation():
     from tsmeta.figure_data.second_stage import second_stage_table
-    from tsmeta.figures.second_stage import draw_second_stage
 
     rng = np.random.default_rng(0)
     sims, theories = [], []
@@ -264,15 +271,15 @@ def test_second_stage_draws_and_states_the_correlation():
     table = second_stage_table(sims, theories, 1e-3)
     assert [row["N"] for row in table] == [50, 200]
     assert table[0]["corr"].n == 11 and table[0]["corr"].r > 0.8
-    fig = draw_second_stage("second_stage", {"escape_level": 1e-3}, sims, theories)
+    fig = _figure("second_stage", sims, theories, escape_level=1e-3)
     note = fig.get_supxlabel()
     assert "r = " in note and "slope" in note and "left out" in note
     assert _n_axes(fig) == 3
     # nothing escapes: still a figure, without fits
     flat = [_stage_run([np.nan] * 4, N=N) for N in (50, 200)]
-    assert _n_axes(draw_second_stage("s", {}, flat, [f.copy() for f in flat])) == 3
+    assert _n_axes(_figure("second_stage", flat, [f.copy() for f in flat])) == 3
     with pytest.raises(ValueError, match="no theory"):
-        draw_second_stage("s", {}, sims, [])
+        _figure("second_stage", sims, [])
 
 
 def _growth_run(K, eta_J, eta_w, rate, seeds=4, stage="simulate"):
@@ -293,7 +300,6 @@ def _growth_run(K, eta_J, eta_w, rate, seeds=4, stage="simulate"):
 
 
 def test_rates_vs_K_draws_the_laws():
-    from tsmeta.figures.rates_vs_K import draw_rates_vs_K
     from tsmeta.theory.sweeps import run_sweep
 
     base = RunParams(N=40, M=2, eta_J=3.0, eta_w=6.0, alpha_final=10.0, seeds=1).to_dict()
@@ -309,7 +315,7 @@ def test_rates_vs_K_draws_the_laws():
     law = analysis.rate_law(3.0, 6.0, 2, 3)
     sims = [_growth_run(2, 3.0, 6.0, law)]
     theories = [_growth_run(2, 3.0, 6.0, law, stage="theory")]
-    fig = draw_rates_vs_K("rates_vs_K", {"thresholds": [0.05]}, sims, theories, {"sweep": ds})
+    fig = _figure("rates_vs_K", sims, theories, sweep=ds, thresholds=[0.05])
     note = " ".join(fig.get_supxlabel().split())
     # the Jacobian is the law up to the finite-P term (P = 200: below 2 %)
     worst = float(re.search(r"Jacobian/law − 1 at most ([0-9.]+)%", note).group(1))
@@ -321,13 +327,14 @@ def test_rates_vs_K_draws_the_laws():
     # a sweep without the eta_J search and without seed or N axes: the other panels say so
     plain = run_sweep({"base": base, "grid": {"K": [2, 3], "eta_w": [1.0, 6.0]}}, settings,
                       n_fine=60, n_coarse=10)  # fmt: skip
-    fig = draw_rates_vs_K("rates_vs_K", {}, [], [], {"sweep": plain})
+    fig = _figure("rates_vs_K", [], [], sweep=plain)
     assert "no eta_J search" in fig.get_supxlabel()
     assert _n_axes(fig) == 4
 
 
 def test_dynamics_row_notes_title_each_row():
-    from tsmeta.figures.dynamics import draw_dynamics
+    from tsmeta.figure_data import FigureInputs
+    from tsmeta.figures import figure_of
     from tsmeta.settings import SimSettings
     from tsmeta.simulation import simulate
     from tsmeta.tasks import initial_state
@@ -341,7 +348,7 @@ def test_dynamics_row_notes_title_each_row():
         sims.append(simulate(tasks, p, SimSettings(mc_tasks=4, mc_adapt=50, mc_test=50)))
         theories.append(theory_dataset(tasks, p, {}))
     notes = ["first row: perturbation-dominated", ""]
-    fig = draw_dynamics("trapped", {"row_notes": notes}, sims, theories)
+    fig = figure_of(FigureInputs("trapped", sims, theories), {"row_notes": notes})
     titles = [ax.get_title(loc="left") for ax in fig.axes[:6]]
     assert titles[0] == notes[0] and titles[3] == ""  # eps_meta panels of rows 1 and 2
     assert _n_axes(fig) == 6

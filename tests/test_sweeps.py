@@ -207,9 +207,15 @@ def _fake_sim(params: RunParams, eps_value: float) -> xr.Dataset:
     return ds
 
 
-def test_rates_vs_K_draws():
-    from tsmeta.figures.rates_vs_K import draw_rates_vs_K
+def _figure(kind, sims, sweep, **options):
+    """The kind's figure drawn from a theory sweep and spot-check simulations."""
+    from tsmeta.figure_data import FigureInputs
+    from tsmeta.figures import figure_of
 
+    return figure_of(FigureInputs(kind, sims, [], sweep=sweep), {"kind": kind, **options})
+
+
+def test_rates_vs_K_draws():
     base = _base(N=40, M=2, eta_J=3.0, eta_w=6.0, alpha_final=10.0)
     sweep = {
         "base": base,
@@ -224,34 +230,23 @@ def test_rates_vs_K_draws():
         _fake_sim(RunParams.from_dict({**base, "K": 2, "eta_w": 6.0}), 1e-3),  # eta_w panel
         _fake_sim(RunParams.from_dict({**base, "K": 3, "eta_J": 0.5}), 0.1),  # eta_J panel
     ]
-    fig = draw_rates_vs_K("rates_vs_K", {"thresholds": [0.05, 0.01]}, sims, [], {"sweep": ds})
+    fig = _figure("rates_vs_K", sims, ds, thresholds=[0.05, 0.01])
     assert len(fig.axes) == 4
-    fig = draw_rates_vs_K(
-        "rates_vs_K",
-        {},
-        [],
-        [],
-        {
-            "sweep": ds.drop_vars([v for v in ds.data_vars if v.startswith("jsearch_")]).drop_dims(
-                "eta_J"
-            )
-        },
-    )
+    no_search = ds.drop_vars([v for v in ds.data_vars if v.startswith("jsearch_")])
+    fig = _figure("rates_vs_K", [], no_search.drop_dims("eta_J"))
     assert len(fig.axes) == 4  # the panels that need the eta_J search say so (tests/test_laws.py)
 
 
 def test_phase_diagram_draws():
-    from tsmeta.figures.phase_diagram import draw_phase_diagram
-
     base = _base(N=40, K=2, M=2, alpha_final=5.0)
     sweep = {"base": base, "grid": {"eta_J": [1.0, 3.0], "eta_w": [3.0, 6.0, 9.0]}}
     ds = run_sweep(sweep, FAST, n_fine=50, n_coarse=10)
     sims = [_fake_sim(RunParams.from_dict({**base, "eta_J": 3.0, "eta_w": 6.0}), 1e-3)]
-    fig = draw_phase_diagram("phase", {"thresholds": [0.01]}, sims, [], {"sweep": ds})
+    fig = _figure("phase_diagram", sims, ds, thresholds=[0.01])
     assert len(fig.axes) == 4  # two heat maps and their colour bars
     sweep["grid"]["init"] = ["random", "symmetric"]
     ds = run_sweep(sweep, FAST, n_fine=50, n_coarse=10)
-    fig = draw_phase_diagram("phase", {}, [], [], {"sweep": ds})
+    fig = _figure("phase_diagram", [], ds)
     assert len(fig.axes) == 8  # one row per init
     with pytest.raises(ValueError, match="theory sweep"):
-        draw_phase_diagram("phase", {}, [], [], {})
+        _figure("phase_diagram", [], None)

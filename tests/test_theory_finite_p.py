@@ -289,6 +289,7 @@ def test_draw_few_shot():
     import matplotlib.pyplot as plt
 
     from tsmeta import figures
+    from tsmeta.figure_data import FigureInputs
     from tsmeta.settings import SimSettings
     from tsmeta.simulation import simulate
     from tsmeta.tasks import initial_state
@@ -307,7 +308,8 @@ def test_draw_few_shot():
     sweep = run_sweep({"base": {**base, "P": 5}, "grid": {"P": [5, 10, 40]}})
     assert sweep["eps_p_final"].dims == ("P",) and np.all(sweep["eps_p_final"] > sweep["eps_final"])
     for extra in ({"sweep": sweep}, {}):
-        fig = figures.KINDS["few_shot"]("test", {"kind": "few_shot"}, sims, theories, extra)
+        inputs = FigureInputs("test", sims, theories, sweep=extra.get("sweep"))
+        fig = figures.figure_of(inputs, {"kind": "few_shot"})
         fig.canvas.draw()
         assert len(fig.axes) == 2
         plt.close(fig)

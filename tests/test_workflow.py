@@ -1,5 +1,6 @@
 """The Snakemake workflow end to end on the tiny config, and the command line."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -52,6 +53,12 @@ def test_workflow_produces_data_and_figures(finished_workflow):
     for ext in ("png", "pdf"):
         figure = results / "figures" / f"dynamics.{ext}"
         assert figure.stat().st_size > 10_000
+    data = open_dataset(results / "figures" / "dynamics.nc", stage="figure_data")
+    assert data.attrs["kind"] == "dynamics" and data.attrs["experiment"] == "dynamics"
+    assert json.loads(data.attrs["data_options"]) == {"thresholds": [0.01, 0.001]}
+    inputs = json.loads(data.attrs["inputs"])
+    assert {i["role"] for i in inputs} == {"sims", "theories", "compare"}
+    assert all(i["role"] == "compare" or i["run_name"] in i["path"] for i in inputs)
 
 
 @pytest.mark.slow
@@ -167,21 +174,44 @@ def test_editing_one_rate_reruns_only_that_experiment(finished_workflow, tmp_pat
     for rule, wildcards in jobs:
         if rule in ("tasks", "simulate", "theory"):
             assert "eta_J~2.5" in wildcards, (rule, wildcards)
-        elif rule in ("compare", "figure"):
+        elif rule in ("compare", "figure_data", "figure"):
             assert wildcards == "experiment=dynamics", (rule, wildcards)
         else:
             assert rule == "all", rule
-    assert {r for r, _ in jobs} >= {"tasks", "simulate", "theory", "compare", "figure"}
+    assert {r for r, _ in jobs} >= {"tasks", "simulate", "theory", "compare", "figure_data"}
+
+
+def _variability(key, value):
+    def edit(config):
+        config["experiments"]["variability"]["figure"][key] = value
+
+    return edit
+
+
+def _finite_size_window(config):
+    config["experiments"]["finite_size"]["compare"] = {"alpha_end": 3.0}
 
 
 @pytest.mark.slow
-def test_editing_a_plot_option_redraws_only_that_figure(finished_workflow, tmp_path):
-    def edit(config):
-        config["experiments"]["variability"]["figure"]["title"] = "a new title"
-
+@pytest.mark.parametrize(
+    "edit,rules,experiment",
+    [
+        # paint options: the figure's data stays, only the painting reruns
+        (_variability("title", "a new title"), {"figure"}, "variability"),
+        (_variability("xscale", "linear"), {"figure"}, "variability"),
+        (_variability("thresholds", [0.01]), {"figure"}, "variability"),
+        # a data option recomputes the figure's data, the comparison stays
+        (_variability("floor_window", 0.3), {"figure_data", "figure"}, "variability"),
+        # the compare window (an experiment key, no more a figure option)
+        (_finite_size_window, {"compare", "figure_data", "figure"}, "finite_size"),
+    ],
+)
+def test_an_option_reruns_only_the_stages_it_changes(
+    finished_workflow, tmp_path, edit, rules, experiment
+):
     out = snakemake(finished_workflow, "--dry-run", config=_edited_config(tmp_path, edit))
     jobs = _planned_jobs(out.stdout) - {("all", "")}
-    assert jobs == {("figure", "experiment=variability")}, out.stdout
+    assert jobs == {(rule, f"experiment={experiment}") for rule in rules}, out.stdout
 
 
 @pytest.mark.slow
@@ -190,6 +220,7 @@ def test_report_contains_every_figure(finished_workflow):
     html = (finished_workflow / "report.html").read_text(errors="replace")
     for name in yaml.safe_load(TEST_CONFIG.read_text())["experiments"]:
         assert f"{name}.png" in html
+    assert "Task variability: eps" in html  # the caption of its kind (figure_kinds)
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 STAGE_FILES = {"tasks": "tasks", "simulate": "sim", "theory": "theory"}  # <stage>: <file>.nc
-FIGURE_FORMATS = ("png", "pdf")
+FIGURE_FORMATS = ("nc", "png", "pdf")  # its data, then its paintings
 
 
 @dataclass(frozen=True)

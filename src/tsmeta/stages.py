@@ -1,7 +1,7 @@
 """The workflow stages as plain functions of paths: used by the Snakemake scripts and the CLI.
 
-tasks -> simulate -> theory -> compare -> figure. Each stage reads netCDF files, writes one
-output atomically, and can run without Snakemake.
+tasks -> simulate -> theory -> compare -> figure data -> figure. Each stage reads netCDF files,
+writes one output atomically, and can run without Snakemake.
 """
 
 from __future__ import annotations
@@ -111,32 +111,34 @@ def make_comparison(
     return write_netcdf(ds, out)
 
 
-def make_figure(
+def make_figure_data(
     experiment: str,
-    options: dict,
+    figure: dict,
     sim_paths,
     theory_paths,
-    outputs,
+    out,
     variants=None,
     compare=None,
     sweep=None,
-) -> list[Path]:
-    """The figure of an experiment; variants: {label: theory paths}; compare, sweep: paths."""
+) -> Path:
+    """results/figures/<experiment>.nc: every number the experiment's figure draws
+    (`tsmeta.figure_data`); figure: the config's figure entry; variants: {label: theory
+    paths}; compare, sweep: paths or None."""
+    from tsmeta.figure_data import build
+
+    return build(experiment, figure, out, sim_paths, theory_paths, variants, compare, sweep)
+
+
+def make_figure(data_path, paint_options: dict, outputs) -> list[Path]:
+    """The figure painted from its data file (`make_figure_data`): its paint options, and its
+    data options as the data file records them."""
+    import json
+
     from tsmeta import figures
 
-    sims = [open_dataset(p, stage="simulate") for p in sim_paths]
-    theories = [open_dataset(p, stage="theory") for p in theory_paths]
-    extra = {
-        "variants": {
-            label: [open_dataset(p, stage="theory") for p in paths]
-            for label, paths in (variants or {}).items()
-        }
-    }
-    if compare is not None:
-        extra["compare"] = open_dataset(compare, stage="compare")
-    if sweep is not None:
-        extra["sweep"] = open_dataset(sweep, stage="theory_sweep")
-    return figures.draw(experiment, options, sims, theories, outputs, extra)
+    ds = open_dataset(data_path, stage="figure_data")
+    figure = {"kind": ds.attrs["kind"]} | json.loads(ds.attrs["data_options"]) | paint_options
+    return figures.draw(ds, figure, outputs)
 
 
 class log_to:

@@ -1,5 +1,6 @@
 # Helpers shared by the rules: every run and experiment comes from PLAN (tsmeta.config),
 # every file name from PATHS (tsmeta.paths, the layout `tsmeta check` reads too).
+from tsmeta.figure_kinds import KINDS, split_options
 from tsmeta.paths import ResultPaths
 
 PATHS = ResultPaths(RESULTS)
@@ -37,12 +38,22 @@ def compare_file(wildcards):
 
 
 def compare_window(wildcards):
-    """The first-stage window of the deviations (figure options of the experiment)."""
-    figure = PLAN.experiments[wildcards.experiment].figure
-    return {
-        "level": figure.get("first_stage_level", 0.01),
-        "alpha_end": figure.get("first_stage_alpha"),
-    }
+    """The first-stage window of the deviations (the experiment's `compare` key)."""
+    return dict(PLAN.experiments[wildcards.experiment].compare)
+
+
+def figure_options(wildcards, part):
+    """The data or the paint options of the experiment's figure (figure_kinds): a paint
+    option reruns only the figure job, a data option the figure_data job too."""
+    data, paint = split_options(PLAN.experiments[wildcards.experiment].figure)
+    return data if part == "data" else paint
+
+
+def figure_caption(wildcards):
+    """The report caption of the figure's kind, with its data options, as reStructuredText."""
+    data, _ = split_options(PLAN.experiments[wildcards.experiment].figure)
+    caption = KINDS[data["kind"]].caption
+    return tsconfig.rst_text(f"{caption} Data options: {data}.")
 
 
 def sweep_file(wildcards):
@@ -55,4 +66,5 @@ def all_outputs():
 
 
 def all_figures():
+    """Every figure's data file and its painting."""
     return PATHS.figure_files(PLAN)

@@ -20,7 +20,7 @@ import xarray as xr
 from tsmeta.activations import DEFAULT_ACTIVATION, activation
 from tsmeta.algorithms import ALGORITHMS, algorithm
 from tsmeta.analysis import early_growth_rate, first_crossing
-from tsmeta.figures.style import alpha_axis, diverged_suffix, matched, nanmean, params
+from tsmeta.figure_data import alpha_axis, diverged_suffix, matched, nanmean, params
 from tsmeta.theory.stability import escape_rate
 
 ESCAPE_GRID = 120  # points of the escape factor's theory lines

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 import xarray as xr
 
-from tsmeta.figures.style import alpha_axis, diverged_suffix, last_finite, matched, nanmean, params
+from tsmeta.figure_data import alpha_axis, diverged_suffix, last_finite, matched, nanmean, params
 from tsmeta.theory import eps_meta_p_closed_form
 
 

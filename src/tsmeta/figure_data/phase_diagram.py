@@ -13,13 +13,13 @@ import numpy as np
 import xarray as xr
 
 from tsmeta.activations import DEFAULT_ACTIVATION, activation
-from tsmeta.figures.style import (
+from tsmeta.figure_data import (
     TEX,
     combos,
+    required_sweep,
     selection_label,
     sim_reached,
     sweep_levels,
-    sweep_of,
 )
 from tsmeta.io import params_from_attrs
 
@@ -89,12 +89,12 @@ def _range(values) -> tuple[float, float]:
 
 def data(inputs, options) -> xr.Dataset:
     """Everything the phase_diagram figure draws, for `figures.phase_diagram.paint`."""
-    ds = sweep_of({"sweep": inputs.sweep})
+    ds = required_sweep(inputs.sweep)
     base = params_from_attrs(ds.attrs)
     for axis in ("eta_J", "eta_w"):
         if axis not in ds["eps_final"].dims:
             raise ValueError(f"phase_diagram needs a sweep grid with an {axis} axis")
-    level = sweep_levels(ds, {"thresholds": options.thresholds})[0]
+    level = sweep_levels(ds, options.thresholds)[0]
     rows = combos(ds["eps_final"], skip=("eta_J", "eta_w"))
     xj, yw = ds["eta_J"].values.astype(float), ds["eta_w"].values.astype(float)
     xlog, ylog = is_log(xj), is_log(yw)

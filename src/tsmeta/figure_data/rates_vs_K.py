@@ -27,7 +27,7 @@ import xarray as xr
 
 from tsmeta import analysis
 from tsmeta.activations import DEFAULT_ACTIVATION, activation
-from tsmeta.figures.style import matched, nanmean, sim_reached, sweep_levels, sweep_of
+from tsmeta.figure_data import matched, nanmean, required_sweep, sim_reached, sweep_levels
 from tsmeta.io import params_from_attrs
 from tsmeta.params import RunParams
 from tsmeta.theory.stability import escape_rate
@@ -308,9 +308,9 @@ def _spot_checks(sims, base, levels) -> dict:
 
 def data(inputs, options) -> xr.Dataset:
     """Everything the rates_vs_K figure draws, for `figures.rates_vs_K.paint`."""
-    ds = sweep_of({"sweep": inputs.sweep})
+    ds = required_sweep(inputs.sweep)
     base = params_from_attrs(ds.attrs)
-    levels = sweep_levels(ds, {"thresholds": options.thresholds})
+    levels = sweep_levels(ds, options.thresholds)
     if "eps_min" not in ds and "jsearch_eps_min" not in ds:
         raise ValueError("rates_vs_K needs a sweep over eta_w (grid) and/or eta_J (search_eta_J)")
     sims, theories = list(inputs.sims or []), list(inputs.theories or [])

@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from tsmeta import analysis
-from tsmeta.figures.style import matched, params
+from tsmeta.figure_data import compare_window, matched, params
 
 SERIES = ("sim_mean", "ode_mean", "first_sim_mean", "first_ode_mean")
 FIT_POINTS = 20  # points of each fitted line over ln N
@@ -186,7 +186,7 @@ def note(rows, level, first_level, notes) -> str:
 def data(inputs, options) -> xr.Dataset:
     """Everything the second_stage figure draws, for `figures.second_stage.paint`."""
     level = float(options.escape_level)
-    first_level = float(options.first_stage_level)
+    first_level = compare_window(inputs.compare)[0]  # the first stage the comparison measured
     rows = second_stage_table(inputs.sims, inputs.theories, level, first_level)
     values = _per_run(rows)
     notes = []

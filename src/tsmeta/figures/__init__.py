@@ -1,15 +1,11 @@
-"""Figures of the paper, one module per `kind`; `draw` dispatches on the figure's `kind` option.
-
-Every kind is a function (experiment, options, sims, theories, extra) -> matplotlib Figure,
-where sims/theories are the Datasets of the experiment's runs (in config order) and extra
-holds further inputs: "variants" ({label: [theory Datasets]}, the experiment's
-`theory_variants`), "compare" (the experiment's compare.nc: relabelled deviations and
-first-stage RMS, `analysis.comparison`) and "sweep" (its theory sweep). Shared painters and
-conventions: `figures.style`.
+"""Figures of the paper: `tsmeta.figures.<kind>.paint(ds, options)` draws a kind's data
+(`tsmeta.figure_data`, results/figures/<name>.nc) with matplotlib; `draw` dispatches on the
+data's `kind` attribute (`tsmeta.figure_kinds.KINDS`). Shared painters: `figures.style`.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import matplotlib
@@ -18,30 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from tsmeta.figures.algorithms import draw_algorithms  # noqa: E402
-from tsmeta.figures.dynamics import draw_dynamics  # noqa: E402
-from tsmeta.figures.few_shot import draw_few_shot  # noqa: E402
-from tsmeta.figures.finite_data import draw_finite_data  # noqa: E402
-from tsmeta.figures.finite_size import draw_finite_size  # noqa: E402
-from tsmeta.figures.overparameterization import draw_overparameterization  # noqa: E402
-from tsmeta.figures.phase_diagram import draw_phase_diagram  # noqa: E402
-from tsmeta.figures.rates_vs_K import draw_rates_vs_K  # noqa: E402
-from tsmeta.figures.second_stage import draw_second_stage  # noqa: E402
-from tsmeta.figures.variability import draw_variability  # noqa: E402
+from tsmeta.figure_kinds import KINDS, options_of  # noqa: E402
 from tsmeta.io import atomic_output  # noqa: E402
-
-KINDS = {
-    "dynamics": draw_dynamics,
-    "overparameterization": draw_overparameterization,
-    "variability": draw_variability,
-    "algorithms": draw_algorithms,
-    "finite_size": draw_finite_size,
-    "finite_data": draw_finite_data,
-    "few_shot": draw_few_shot,
-    "rates_vs_K": draw_rates_vs_K,
-    "phase_diagram": draw_phase_diagram,
-    "second_stage": draw_second_stage,
-}
 
 
 def save(fig, outputs) -> list[Path]:
@@ -55,9 +29,21 @@ def save(fig, outputs) -> list[Path]:
     return written
 
 
-def draw(experiment: str, options: dict, sims, theories, outputs, extra=None) -> list[Path]:
+def paint(ds, figure: dict):
+    """The matplotlib Figure of a kind's data `ds` with the config's `figure` options."""
     sns.set_theme(context="paper", style="ticks")
-    kind = options.get("kind", "dynamics")
-    if kind not in KINDS:
-        raise ValueError(f"figure kind must be one of {sorted(KINDS)}, got {kind!r}")
-    return save(KINDS[kind](experiment, options, sims, theories, extra or {}), outputs)
+    kind = KINDS[ds.attrs["kind"]]
+    return importlib.import_module(kind.paint).paint(ds, options_of(figure))
+
+
+def draw(ds, figure: dict, outputs) -> list[Path]:
+    return save(paint(ds, figure), outputs)
+
+
+def figure_of(inputs, figure: dict):
+    """The figure of a config's `figure` entry from opened inputs (`figure_data.FigureInputs`),
+    without files: its data computed, then painted (tests, notebooks)."""
+    from tsmeta.figure_data import compute
+
+    kind = (figure or {}).get("kind", "dynamics")
+    return paint(compute(kind, inputs, figure), figure)

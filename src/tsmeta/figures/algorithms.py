@@ -110,19 +110,3 @@ def _escape_panel(ax, ds, colors):
     ax.set_ylabel(r"escape factor: early growth rate of $R$ / FO-ANIL linear rate")
     ax.set_title(r"escape from $R = 0$: ANIL $\times(2 - \eta_w/3K)$", fontsize=9, loc="left")
     legend(ax, fontsize=6.5, loc="lower left")
-
-
-def draw_algorithms(experiment, options, sims, theories, extra=None):
-    """Transitional entry point for `figures.KINDS` until the figure framework calls data
-    and paint itself (issue 21): delete with the KINDS table."""
-    from types import SimpleNamespace
-
-    from tsmeta.figure_data.algorithms import data
-
-    extra = extra or {}
-    inputs = SimpleNamespace(experiment=experiment, sims=sims, theories=theories,
-                             variants=extra.get("variants", {}), compare=extra.get("compare"),
-                             sweep=extra.get("sweep"))  # fmt: skip
-    opts = SimpleNamespace(**{"xscale": "log", "thresholds": [0.01, 0.001], "title": "",
-                              **options})  # fmt: skip
-    return paint(data(inputs, opts), opts)

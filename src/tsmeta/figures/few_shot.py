@@ -74,19 +74,3 @@ def _against_P(ax, ds):
     ax.set_xlabel("training examples per task $P$")
     ax.set_ylabel(EPS_P_LABEL + " at the end")
     legend(ax, fontsize=7, loc="lower left")
-
-
-def draw_few_shot(experiment, options, sims, theories, extra=None):
-    """Transitional entry point for `figures.KINDS` until the figure framework calls data
-    and paint itself (issue 21): delete with the KINDS table."""
-    from types import SimpleNamespace
-
-    from tsmeta.figure_data.few_shot import data
-
-    extra = extra or {}
-    inputs = SimpleNamespace(experiment=experiment, sims=sims, theories=theories,
-                             variants=extra.get("variants", {}), compare=extra.get("compare"),
-                             sweep=extra.get("sweep"))  # fmt: skip
-    opts = SimpleNamespace(**{"xscale": "log", "thresholds": [0.01, 0.001], "title": "",
-                              **options})  # fmt: skip
-    return paint(data(inputs, opts), opts)

@@ -1,4 +1,5 @@
-"""Finite data: simulations at a few P and V against the theory and its variants."""
+"""Finite data: simulations at a few P and V against the theory and its variants, and the
+first-stage deviation of each theory per run; painted from `figure_data.finite_data`."""
 
 from __future__ import annotations
 
@@ -7,66 +8,66 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+import xarray as xr
 
-from tsmeta import analysis
+from tsmeta.figure_data import alpha_axis, diverged_note
 from tsmeta.figures.style import (
-    alpha_axis,
-    band,
-    diverged_suffix,
+    draw_band,
     empty,
     eps_axes,
     finish,
     legend,
-    matched,
-    params,
-    theory_line,
+    run_values,
 )
 
-
-def _pv_label(p) -> str:
-    return f"P={p.P}, V={p.V}"
+VARIANT_STYLES = [("C3", ":"), ("C2", "-."), ("C4", (0, (5, 1)))]  # colour, dashes
 
 
-# how a right-hand-side term is named in a legend (rhs.TERMS); others: the name, "-" for "_"
-TERM_NAMES = {"finite_v": "finite-V term", "finite_p": "1/P term", "second_order": "2nd order"}
+def _pv_label(run: dict) -> str:
+    return f"P={int(run['P'])}, V={int(run['V'])}"
 
 
-def _term_name(term: str) -> str:
-    return TERM_NAMES.get(term, term.replace("_", "-"))
+def _deviation_bars(ax_b, ds: xr.Dataset, runs: list[dict]) -> None:
+    """First-stage RMS of each theory per run: a bar per quantity (colour) and theory (hatch)."""
+    labels = [str(t) for t in ds["theory"].values]
+    names = dict(zip(labels, (str(n) for n in ds["theory_name"].values)))
+    quantities = (("R", "R"), ("Q", "Q"), ("log_eps", r"$\log_{10}\varepsilon$"))
+    colors = sns.color_palette("colorblind", 3)
+    hatches = ["", "//", "..", "xx"]
+    width = 0.8 / max(1, len(quantities) * len(labels))
+    any_bar = False
+    for i in range(len(runs)):
+        for v, label in enumerate(labels):
+            for q, (key, name) in enumerate(quantities):
+                value = float(ds["deviation"].sel(theory=label, quantity=key).values[i])
+                pos = i + (q * len(labels) + v + 0.5) * width - 0.4
+                ax_b.bar(pos, value, width, color=colors[q], hatch=hatches[v % 4],
+                         edgecolor="k", lw=0.4,
+                         label=f"{name}, {names[label]}" if i == 0 else None)  # fmt: skip
+                any_bar = any_bar or np.isfinite(value)
+    ax_b.set_xticks(range(len(runs)))
+    ax_b.set_xticklabels([_pv_label(run) for run in runs], fontsize=8)
+    ax_b.set_ylabel("RMS(simulation − theory), first stage")
+    if any_bar:
+        ax_b.set_yscale("log")
+        legend(ax_b, fontsize=7, ncol=3)
+    else:
+        empty(ax_b, "no theory")
 
 
-def _variant_label(variant, full) -> str:
-    """'theory without <its missing terms>' from the `terms` attributes of both theories."""
-    missing = [t for t in full.attrs.get("terms", "").split(",") if t]
-    missing = [t for t in missing if t not in variant.attrs.get("terms", "").split(",")]
-    return "theory without " + (" and ".join(map(_term_name, missing)) or "changes")
-
-
-def _compare_label(label: str, variants: dict, full) -> str:
-    """Legend name of a theory of compare.nc: 'full', or 'w/o <missing terms>' of a variant."""
-    ts = [t for t in variants.get(label, []) if t is not None]
-    f = next((t for t in full if t is not None), None)
-    if not ts or f is None:
-        return label
-    return _variant_label(ts[0], f).replace("theory without ", "w/o ")
-
-
-def draw_finite_data(experiment, options, sims, theories, extra=None):
+def paint(ds: xr.Dataset, options):
     """Per run: eps_meta(alpha) of the simulation against the theory and its variants (e.g.
-    without the finite-V term); then the first-stage deviation of each theory per run, from
-    the experiment's compare.nc (`extra["compare"]`).
+    without the finite-V term); then the first-stage deviation of each theory per run.
 
-    Every variant is compared on the window of the full theory: up to where it first falls
-    below first_stage_level, or 0 < alpha <= first_stage_alpha if given.
+    Every variant is compared on the window of the full theory (the experiment's `compare`
+    key): up to where it first falls below its level, or 0 < alpha <= its alpha_end.
     """
-    extra = extra or {}
-    xscale = options.get("xscale", "log")
-    level = options.get("first_stage_level", 0.01)
-    fixed_end = options.get("first_stage_alpha")
-    full = matched(sims, theories)
-    variants = {label: matched(sims, ts) for label, ts in (extra.get("variants") or {}).items()}
-    styles = [("C3", ":"), ("C2", "-."), ("C4", (0, (5, 1)))]
-    n = len(sims)
+    xscale = options.xscale
+    level = ds.attrs["first_stage_level"]
+    fixed_end = ds.attrs["first_stage_alpha"]
+    fixed_end = None if isinstance(fixed_end, str) else float(fixed_end)
+    n = ds.sizes["run"]
+    runs = [run_values(ds, i) for i in range(n)]
     ncols = 2 if n == 4 else min(max(n, 1), 3)
     nrows = max(1, math.ceil(n / ncols))
     fig = plt.figure(figsize=(4.6 * ncols, 3.3 * nrows + 3.6), layout="constrained")
@@ -74,50 +75,29 @@ def draw_finite_data(experiment, options, sims, theories, extra=None):
     axes = np.atleast_1d(top.subplots(nrows, ncols, sharey=True, squeeze=False)).ravel()
     for ax in axes[n:]:
         ax.remove()
-    for i, (ax, sim) in enumerate(zip(axes, sims)):
-        x = alpha_axis(sim["alpha"].values, xscale)
-        band(ax, x, sim["eps_meta"].values, "C0", "simulation" + diverged_suffix(sim))
-        theory_line(ax, x, full[i], color="black", label="theory (all terms)")
-        for ts, (color, ls) in zip(variants.values(), styles):
-            if ts[i] is not None and full[i] is not None:
-                theory_line(ax, x, ts[i], color=color, ls=ls, lw=1.3,
-                            label=_variant_label(ts[i], full[i]))  # fmt: skip
+    for ax, run in zip(axes, runs):
+        x = alpha_axis(run["alpha"], xscale)
+        label = "simulation" + diverged_note(run["diverged"], run["seeds"])
+        draw_band(ax, x, run["eps_mean"], run["eps_lo"], run["eps_hi"], "C0", label)
+        if run["has_theory"]:
+            ax.plot(x, run["eps_theory"], color="black", ls="--", lw=1.0,
+                    label="theory (all terms)")  # fmt: skip
+        for eps, name, (color, ls) in zip(run["variant_eps"], run["variant_label"],
+                                          VARIANT_STYLES):  # fmt: skip
+            if name:
+                ax.plot(x, eps, color=color, ls=ls, lw=1.3, label=str(name))
         eps_axes(ax, xscale, [level])
-        ax.set_title(_pv_label(params(sim)), fontsize=9, loc="left")
+        ax.set_title(_pv_label(run), fontsize=9, loc="left")
     if n:
         legend(axes[0], fontsize=7, loc="lower left")
 
-    ax_b = bottom.subplots(1, 1)
-    compare = extra.get("compare")
-    labels = [] if compare is None else [str(t) for t in compare["theory"].values]
-    variant_sets = extra.get("variants") or {}
-    names = {label: _compare_label(label, variant_sets, full) for label in labels}
-    quantities = (("R", "R"), ("Q", "Q"), ("log_eps", r"$\log_{10}\varepsilon$"))
-    colors = sns.color_palette("colorblind", 3)
-    hatches = ["", "//", "..", "xx"]
-    width = 0.8 / max(1, len(quantities) * len(labels))
-    any_bar = False
-    for i, sim in enumerate(sims):
-        for v, label in enumerate(labels):
-            dev = analysis.comparison_row(compare, sim.attrs["run_name"], label)
-            for q, (key, name) in enumerate(quantities):
-                pos = i + (q * len(labels) + v + 0.5) * width - 0.4
-                ax_b.bar(pos, dev[key], width, color=colors[q], hatch=hatches[v % 4],
-                         edgecolor="k", lw=0.4,
-                         label=f"{name}, {names[label]}" if i == 0 else None)  # fmt: skip
-                any_bar = any_bar or np.isfinite(dev[key])
-    ax_b.set_xticks(range(n))
-    ax_b.set_xticklabels([_pv_label(params(s)) for s in sims], fontsize=8)
-    ax_b.set_ylabel("RMS(simulation − theory), first stage")
-    if any_bar:
-        ax_b.set_yscale("log")
-        legend(ax_b, fontsize=7, ncol=3)
-    else:
-        empty(ax_b, "no theory")
+    _deviation_bars(bottom.subplots(1, 1), ds, runs)
     window = (
         f"0 < α ≤ {fixed_end:g}"
         if fixed_end is not None
         else f"0 < α ≤ where the full theory first falls below {level:g}"
     )
-    terms = full[0].attrs.get("terms_included", "") if n and full[0] is not None else ""
-    return finish(fig, experiment, options, f"deviation window: {window}. Theory: {terms}")
+    terms = ds.attrs["terms_included"]
+    return finish(
+        fig, ds.attrs["experiment"], options, f"deviation window: {window}. Theory: {terms}"
+    )

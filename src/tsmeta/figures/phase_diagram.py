@@ -75,18 +75,3 @@ def paint(ds, options):
         ax_e.set_title(str(row["title"].values), fontsize=9, loc="left")
     title = getattr(options, "title", "")
     return finish(fig, ds.attrs["experiment"], {"title": title}, ds.attrs["note"])
-
-
-def draw_phase_diagram(experiment, options, sims, theories, extra=None):
-    """Transitional entry point for `figures.KINDS` until the figure framework calls data
-    and paint itself (issue 21): delete with the KINDS table."""
-    from types import SimpleNamespace
-
-    from tsmeta.figure_data.phase_diagram import data
-
-    extra = extra or {}
-    inputs = SimpleNamespace(experiment=experiment, sims=sims, theories=theories,
-                             variants=extra.get("variants", {}), compare=extra.get("compare"),
-                             sweep=extra.get("sweep"))  # fmt: skip
-    opts = SimpleNamespace(**{"xscale": "log", "thresholds": [], "title": "", **options})
-    return paint(data(inputs, opts), opts)

@@ -91,19 +91,3 @@ def _mean_panel(ax, ds, palette):
     ax.set_ylabel("mean α over seeds (± s.e.)")
     ax.set_title("(c) mean escape and first-stage end against ln N", fontsize=9, loc="left")
     legend(ax, fontsize=7)
-
-
-def draw_second_stage(experiment, options, sims, theories, extra=None):
-    """Transitional entry point for `figures.KINDS` until the figure framework calls data
-    and paint itself (issue 21): delete with the KINDS table."""
-    from types import SimpleNamespace
-
-    from tsmeta.figure_data.second_stage import data
-
-    extra = extra or {}
-    inputs = SimpleNamespace(experiment=experiment, sims=sims, theories=theories,
-                             variants=extra.get("variants", {}), compare=extra.get("compare"),
-                             sweep=extra.get("sweep"))  # fmt: skip
-    opts = SimpleNamespace(**{"escape_level": 1e-3, "first_stage_level": 0.01, "title": "",
-                              **options})  # fmt: skip
-    return paint(data(inputs, opts), opts)

@@ -1,0 +1,242 @@
+"""Expanding a config into the Plan: every run and experiment the workflow computes.
+
+An experiment (one paper figure) names its runs as a `base` parameter set, optionally a
+`sweep` (cartesian product of lists) and/or explicit `runs` (each merged onto the base),
+the `stages` it needs, the window of its comparison (`compare`) and its `figure` options.
+`expand` turns the whole config into the set of distinct runs (a run needed by two
+experiments appears once) and the mapping from experiment to run names.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+
+from tsmeta.config.errors import ConfigError
+from tsmeta.figure_kinds import KINDS, options_of
+from tsmeta.params import DEFAULT_LEVELS, RunParams, axis_values, searches
+from tsmeta.settings import SimSettings, TheorySettings, resolve_sampler
+
+THEORY_DEFAULTS = TheorySettings().to_dict()
+
+
+@dataclass
+class Experiment:
+    name: str
+    runs: list[str]
+    stages: list[str]
+    figure: dict
+    description: str = ""
+    sim_settings: dict = field(default_factory=dict)
+    theory_settings: dict = field(default_factory=dict)
+    theory_sweep: dict | None = None  # {"base": run params, "grid": ..., "levels": ...}
+    theory_variants: dict = field(default_factory=dict)  # label -> full theory settings
+    # the first-stage window of compare.nc: up to the theory's first crossing of `level`, or
+    # up to a fixed `alpha_end`
+    compare: dict = field(default_factory=lambda: {"level": DEFAULT_LEVELS[0], "alpha_end": None})
+
+
+def _check_figure_needs(exp: Experiment) -> None:
+    """Everything the experiment's figure kind reads is there (`figure_kinds.KINDS`), and
+    every figure option is one of its kind, before any job."""
+    where = f"config key 'experiments.{exp.name}"
+    try:
+        options_of(exp.figure)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}.figure': {exc}") from exc
+    kind = exp.figure.get("kind", "dynamics")
+    needs = KINDS[kind].needs
+    missing_stages = [s for s in needs.stages if s not in exp.stages]
+    if missing_stages:
+        raise ConfigError(
+            f"{where}.stages': figure kind {kind!r} draws its runs' {needs.stages} files, but "
+            f"the experiment's stages are {exp.stages}; add {missing_stages}"
+        )
+    if len(exp.runs) < needs.min_runs:
+        raise ConfigError(
+            f"{where}': figure kind {kind!r} needs at least {needs.min_runs} run(s), the "
+            f"experiment has {len(exp.runs)} (give `base` and `runs` or `sweep`)"
+        )
+    if needs.sweep is not None:
+        missing = "a theory_sweep" if exp.theory_sweep is None else needs.sweep(exp.theory_sweep)
+        if missing:
+            raise ConfigError(f"{where}.theory_sweep': figure kind {kind!r} needs {missing}")
+    if needs.variants and not exp.theory_variants:
+        raise ConfigError(
+            f"{where}.theory_variants': figure kind {kind!r} draws the theory against its "
+            "variants; give at least one, e.g. `theory_variants: {nofv: {finite_v: false}}`"
+        )
+
+
+@dataclass
+class Plan:
+    """What the workflow computes: runs by name and experiments by name."""
+
+    runs: dict[str, RunParams]
+    experiments: dict[str, Experiment]
+    sim_settings: dict[str, dict]  # per run
+    theory_settings: dict[str, dict]  # per run
+    variant_settings: dict[str, dict[str, dict]] = field(default_factory=dict)  # run -> label
+    results: str = "results"
+
+
+def _merge(*dicts) -> dict:
+    out: dict = {}
+    for d in dicts:
+        out.update(d or {})
+    return out
+
+
+def _canonical(value):
+    """Dicts with sorted keys, recursively: Snakemake compares params by their repr, so the
+    key order of a YAML file must not decide whether a job reruns."""
+    if isinstance(value, dict):
+        return {k: _canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def _run_points(entry: dict) -> list[dict]:
+    sweep = entry.get("sweep") or {}
+    keys = sorted(sweep)
+    product = [dict(zip(keys, values)) for values in itertools.product(*(sweep[k] for k in keys))]
+    explicit = entry.get("runs") or [{}]
+    return [_merge(point, run) for point in product or [{}] for run in explicit]
+
+
+def _check_sweep(exp_name: str, sweep: dict) -> None:
+    """Every value of every axis of a theory sweep makes a valid run with the sweep's base
+    (the sweep job would otherwise fail after the simulations)."""
+    where = f"config key 'experiments.{exp_name}.theory_sweep"
+    axes = {f"grid.{k}": (k, v) for k, v in (sweep.get("grid") or {}).items()}
+    if sweep.get("search_eta_J") is not None:
+        axes["search_eta_J"] = ("eta_J", sweep["search_eta_J"])
+    for key, (name, spec) in axes.items():
+        try:
+            for value in axis_values(spec):
+                RunParams.from_dict({**sweep["base"], name: value})
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{where}.{key}': {exc}") from exc
+    try:
+        searches(sweep)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}': {exc}") from exc
+
+
+def expand(config: dict) -> Plan:
+    """Every run of every experiment, deduplicated by its full parameter set."""
+    config = copy.deepcopy(config)
+    defaults = config.get("defaults") or {}
+    sim_global = config.get("simulation") or {}
+    theory_global = _merge(THEORY_DEFAULTS, config.get("theory"))
+    runs: dict[str, RunParams] = {}
+    sim_settings: dict[str, dict] = {}
+    theory_settings: dict[str, dict] = {}
+    variant_settings: dict[str, dict[str, dict]] = {}
+    experiments: dict[str, Experiment] = {}
+    for exp_name, entry in (config.get("experiments") or {}).items():
+        names = []
+        sim = _canonical(_merge(sim_global, entry.get("simulation")))
+        theory = _canonical(_merge(theory_global, entry.get("theory")))
+        variants = {
+            label: _canonical(_merge(theory, overrides))
+            # sorted: the key order of a YAML file must not decide whether a job reruns
+            for label, overrides in sorted((entry.get("theory_variants") or {}).items())
+        }
+        checks = [("simulation", SimSettings, sim), ("theory", TheorySettings, theory)]
+        checks += [(f"theory_variants.{k}", TheorySettings, v) for k, v in variants.items()]
+        for what, cls, values in checks:
+            try:
+                cls.from_dict(values)
+            except ValueError as exc:
+                raise ConfigError(f"config key 'experiments.{exp_name}.{what}': {exc}") from exc
+        stages = list(entry.get("stages", ["simulate", "theory"]))
+        points = _run_points(entry) if stages else []  # theory-sweep-only figures have no runs
+        for i, point in enumerate(points):
+            values = _merge(defaults, entry.get("base"), point)
+            try:
+                params = RunParams.from_dict(values)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"config key 'experiments.{exp_name}' (run {i}): {exc}") from exc
+            try:
+                resolve_sampler(sim.get("sampler", "auto"), params)
+            except ValueError as exc:
+                raise ConfigError(f"config key 'simulation.sampler' ({exp_name}): {exc}") from exc
+            name = params.name()
+            for table, value, what in (
+                (sim_settings, sim, "simulation"),
+                (theory_settings, theory, "theory"),
+            ):
+                if table.get(name, value) != value:
+                    raise ConfigError(
+                        f"config key 'experiments.{exp_name}.{what}': run {name} is shared with "
+                        f"another experiment that sets different {what} settings"
+                    )
+                table[name] = value
+            for label, value in variants.items():
+                table = variant_settings.setdefault(name, {})
+                if table.get(label, value) != value:
+                    raise ConfigError(
+                        f"config key 'experiments.{exp_name}.theory_variants.{label}': run "
+                        f"{name} is shared with another experiment whose variant {label!r} "
+                        "sets different theory settings; give the variant another label"
+                    )
+                table[label] = value
+            runs[name] = params
+            if name not in names:
+                names.append(name)
+        sweep = None
+        if entry.get("theory_sweep"):
+            sweep = dict(entry["theory_sweep"])
+            base = _merge(defaults, entry.get("base"), sweep.get("base"))
+            try:
+                RunParams.from_dict(base)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(
+                    f"config key 'experiments.{exp_name}.theory_sweep.base': {exc}"
+                ) from exc
+            sweep["base"] = base
+            sweep.setdefault("levels", list(DEFAULT_LEVELS))
+            sweep = _canonical(sweep)
+            _check_sweep(exp_name, sweep)
+        figure = _canonical(dict(entry.get("figure") or {}))
+        for title, members in (figure.get("families") or {}).items():
+            outside = [i for i in members if i >= len(names)]
+            if outside:
+                raise ConfigError(
+                    f"config key 'experiments.{exp_name}.figure.families': panel {title!r} "
+                    f"names run position(s) {outside}, but the experiment has {len(names)} "
+                    f"run(s): allowed positions 0..{len(names) - 1} (see `tsmeta runs`)"
+                )
+        if len(figure.get("row_notes") or []) > len(names):
+            raise ConfigError(
+                f"config key 'experiments.{exp_name}.figure.row_notes': "
+                f"{len(figure['row_notes'])} notes for {len(names)} run(s); give at most one "
+                "note per run, in config order (see `tsmeta runs`)"
+            )
+        compare = {"level": DEFAULT_LEVELS[0], "alpha_end": None} | (entry.get("compare") or {})
+        experiments[exp_name] = Experiment(
+            name=exp_name,
+            compare=_canonical(compare),
+            runs=names,
+            theory_sweep=sweep,
+            stages=stages,
+            figure=figure,
+            description=entry.get("description", ""),
+            sim_settings=sim,
+            theory_settings=theory,
+            theory_variants=variants,
+        )
+        _check_figure_needs(experiments[exp_name])
+    if not experiments:
+        raise ConfigError("config key 'experiments': at least one experiment is needed")
+    return Plan(
+        runs=runs,
+        experiments=experiments,
+        sim_settings=sim_settings,
+        theory_settings=theory_settings,
+        variant_settings=variant_settings,
+        results=config.get("results", "results"),
+    )
