@@ -22,7 +22,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV_FILE = ROOT / "envs" / "tsmeta.yaml"
 
 # PyPI name (canonical) -> conda-forge/bioconda package; the rest are named alike

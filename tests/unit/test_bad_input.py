@@ -37,7 +37,7 @@ from tsmeta.tasks import initial_state
 from tsmeta.theory import steppers
 from tsmeta.theory.integrator import integrate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEST_CONFIG = ROOT / "config" / "test.yaml"
 BASE = tsconfig.load(TEST_CONFIG)
 NON_FINITE = [math.nan, math.inf, -math.inf]

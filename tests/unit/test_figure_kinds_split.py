@@ -27,7 +27,7 @@ from tsmeta.io import params_to_attrs  # noqa: E402
 from tsmeta.params import RunParams  # noqa: E402
 
 KINDS = ("algorithms", "few_shot", "rates_vs_K", "phase_diagram", "second_stage")
-SRC = Path(__file__).parents[1] / "src" / "tsmeta"
+SRC = Path(__file__).parents[2] / "src" / "tsmeta"
 OPTIONS = dict(xscale="log", thresholds=[], title="", escape_level=1e-3, first_stage_level=0.01)
 FAST = {"method": "BDF", "rtol": 1e-6, "atol": 1e-8}
 

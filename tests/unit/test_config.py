@@ -9,7 +9,7 @@ from tsmeta import config as tsconfig
 from tsmeta.params import RunParams
 from tsmeta.settings import SimSettings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = tsconfig.load(ROOT / "config" / "schema.yaml")
 
 

@@ -4,7 +4,7 @@ import re
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # built from pieces so that this file does not match itself
 OUTSIDE = [
     re.compile(r"\.\./" + "shared"),  # the design folder beside the repository

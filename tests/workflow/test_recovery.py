@@ -14,7 +14,7 @@ import yaml
 
 from tsmeta.io import open_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEST_CONFIG = ROOT / "config" / "test.yaml"
 
 

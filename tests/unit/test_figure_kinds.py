@@ -13,7 +13,7 @@ import pytest
 
 from tsmeta.figure_kinds import KINDS
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "tsmeta"
+SRC = Path(__file__).resolve().parents[2] / "src" / "tsmeta"
 
 
 @pytest.mark.parametrize("name", list(KINDS))

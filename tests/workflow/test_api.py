@@ -12,7 +12,7 @@ import pytest
 import tsmeta
 from tsmeta.io import params_from_attrs, write_netcdf
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = dict(N=60, P=30, V=30, seeds=2, alpha_final=1.0, n_records=4)
 
 

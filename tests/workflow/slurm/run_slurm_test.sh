@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end test of profiles/slurm on a real SLURM: a private one-node cluster on localhost.
 #
-#   bash tests/slurm/run_slurm_test.sh          (as root; pytest: TSMETA_SLURM_TEST=1 pytest -m slurm)
+#   bash tests/workflow/slurm/run_slurm_test.sh          (as root; pytest: TSMETA_SLURM_TEST=1 pytest -m slurm)
 #
 #  1. installs Debian's slurm-wlm and munge with apt-get if their programs are missing;
 #  2. writes a private cluster under a temp dir: its own munge key and socket, a slurm.conf with
@@ -201,7 +201,7 @@ if ! mkdir -p /etc/slurm || ! ln -s "$SLURM_CONF" "$ETC_CONF"; then
 fi
 ETC_LINK=$ETC_CONF
 cat >"$SLURM_CONF" <<EOF
-# one-node test cluster written by tests/slurm/run_slurm_test.sh
+# one-node test cluster written by tests/workflow/slurm/run_slurm_test.sh
 ClusterName=tsmetatest
 SlurmctldHost=$NODE(127.0.0.1)
 SlurmctldPort=$PORT

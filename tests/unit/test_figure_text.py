@@ -180,7 +180,7 @@ def test_shipped_config_figure_texts_write_symbols_in_mathtext(name):
 
     from tsmeta.config import load
 
-    config = load(Path(__file__).parents[1] / "config" / name)
+    config = load(Path(__file__).parents[2] / "config" / name)
     texts = [
         (exp, text)
         for exp, entry in config["experiments"].items()

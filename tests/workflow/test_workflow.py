@@ -13,7 +13,7 @@ from tsmeta import config as tsconfig
 from tsmeta.io import open_dataset
 from tsmeta.paths import ResultPaths
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEST_CONFIG = ROOT / "config" / "test.yaml"
 
 

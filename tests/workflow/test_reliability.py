@@ -22,7 +22,7 @@ from tsmeta.simulation import simulate
 from tsmeta.stages import make_simulation, make_tasks
 from tsmeta.tasks import initial_state
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAST = SimSettings(mc_tasks=10, mc_adapt=100, mc_test=100, draw_chunk=8)
 
 # ---------------------------------------------------------------- config validation

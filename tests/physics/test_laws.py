@@ -359,7 +359,7 @@ def test_more_row_notes_than_runs_is_a_config_error():
 
     from tsmeta import config as tsconfig
 
-    config = tsconfig.load(Path(__file__).resolve().parents[1] / "config" / "test.yaml")
+    config = tsconfig.load(Path(__file__).resolve().parents[2] / "config" / "test.yaml")
     config["experiments"]["dynamics"]["figure"]["row_notes"] = ["a", "b", "c"]
     with pytest.raises(tsconfig.ConfigError, match=r"row_notes.*3 notes for 2 run"):
         tsconfig.validate(config)

@@ -338,7 +338,7 @@ def test_a_family_naming_a_missing_run_is_a_config_error():
 def figures_root():
     from pathlib import Path
 
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 # --- figures ----------------------------------------------------------------------------------

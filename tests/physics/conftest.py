@@ -1,0 +1,39 @@
+"""Helpers of the physics tests: states to sample one update from, explicit weight vectors."""
+
+import math
+
+import numpy as np
+import xarray as xr
+
+from tsmeta.params import RunParams
+from tsmeta.tasks import initial_state
+
+
+def replicated_state(params: RunParams, copies: int, seed: int = 0) -> xr.Dataset:
+    """A tasks Dataset whose `copies` seeds all start from the state of `seed`.
+
+    Each copy gets its own task stream (seed coordinate 1000 + i), so a single outer step
+    over the batch samples the distribution of one update from one state.
+    """
+    one = initial_state(RunParams(**{**params.to_dict(), "seeds": 1, "seed_offset": seed}))
+    ds = xr.concat([one.isel(seed=[0])] * copies, dim="seed")
+    return ds.assign_coords(seed=np.arange(1000, 1000 + copies))
+
+
+def random_vectors(K, M, gamma, seed):
+    """Explicit weight vectors in d = K + 2M dimensions (x ~ N(0, I_d), fields = W x).
+
+    The task-teacher perturbation dB lives in M extra orthonormal directions, so the field
+    covariance of docs/model.md holds exactly; R, Q, T are read off the vectors.
+    """
+    rng = np.random.default_rng(seed)
+    d = K + 2 * M
+    J = np.zeros((K, d))
+    B = np.zeros((M, d))
+    J[:, : K + M] = 0.45 * rng.normal(size=(K, K + M))
+    B[:, : K + M] = 0.45 * rng.normal(size=(M, K + M))
+    dB = np.zeros((M, d))
+    dB[:, K + M :] = np.eye(M)
+    Bt = gamma * B + math.sqrt(1.0 - gamma**2) * dB
+    w0 = 0.5 * rng.normal(size=K)
+    return J, B, Bt, w0
