@@ -96,7 +96,7 @@ def theory_of(
     *,
     kind: str = "ode",
     progress: bool = False,
-    **settings,
+    **options,
 ) -> xr.Dataset:
     """The order-parameter theory of a run, one trajectory per seed from its own initial
     overlaps (the workflow's `theory` stage).
@@ -108,8 +108,9 @@ def theory_of(
         ``theory_of(simulate(p))`` integrates from exactly the simulation's initial state.
     kind : str
         The theory kind ('ode': the deterministic N -> infinity limit, docs/theory.md).
-    **settings
-        Theory settings (`TheorySettings`: method, rtol, atol, finite_v, finite_p, ...).
+    **options
+        Theory settings (`TheorySettings`: method, rtol, atol, finite_v, finite_p, ...) and
+        run parameters changed on top of the source's (``eta_w=4.5``), told apart by name.
 
     Returns
     -------
@@ -120,18 +121,22 @@ def theory_of(
     Examples
     --------
     >>> th = tsmeta.theory_of(sim, finite_p=False)  # doctest: +SKIP
+    >>> slower = tsmeta.theory_of(sim, eta_w=4.5)  # doctest: +SKIP
     """
     from tsmeta.theory import theory_dataset
 
-    if isinstance(source, xr.Dataset):
-        params = params_from_attrs(source.attrs)
-    else:
-        params = _params(source, {})
     fields = {f.name for f in dataclasses.fields(TheorySettings)}
-    if "kind" in fields:
-        settings = {"kind": kind, **settings}
-    elif kind != "ode":
-        raise ValueError(f"kind must be one of ['ode'], got {kind!r}")
+    param_names = {f.name for f in dataclasses.fields(RunParams)}
+    unknown = sorted(set(options) - fields - param_names)
+    if unknown:
+        raise ValueError(
+            f"theory_of: {unknown[0]!r} is neither a run parameter {sorted(param_names)} nor "
+            f"a theory setting {sorted(fields)}"
+        )
+    changes = {k: v for k, v in options.items() if k in param_names}
+    settings = {"kind": kind} | {k: v for k, v in options.items() if k in fields}
+    source = params_from_attrs(source.attrs) if isinstance(source, xr.Dataset) else source
+    params = _params(source, changes)
     st = TheorySettings.from_dict(settings)
     return _quiet(progress, theory_dataset, initial_state(params), params, st)
 

@@ -58,6 +58,12 @@ def test_changes_and_settings_reach_the_run():
     assert "finite_p" not in th.attrs["terms"].split(",")
     with pytest.raises(ValueError, match="kind"):
         tsmeta.theory_of(tsmeta.RunParams(**SMALL), kind="nonsense")
+    # run parameters and theory settings told apart by name
+    slower = tsmeta.theory_of(tsmeta.RunParams(**SMALL), eta_w=4.5, finite_v=False)
+    assert params_from_attrs(slower.attrs).eta_w == 4.5
+    assert "finite_v" not in slower.attrs["terms"].split(",")
+    with pytest.raises(ValueError, match="'etaw' is neither a run parameter"):
+        tsmeta.theory_of(tsmeta.RunParams(**SMALL), etaw=4.5)
 
 
 def test_open_run_reads_what_the_stages_wrote(tmp_path):
@@ -73,6 +79,32 @@ def test_open_run_reads_what_the_stages_wrote(tmp_path):
     assert run.sim.attrs["stage"] == "simulate" and run.theory is not None
     with pytest.raises(FileNotFoundError, match="no such run folder"):
         tsmeta.open_run(tmp_path / "nothing")
+
+
+def test_plot_has_every_figure_kind_and_paints_a_figure_data_file(tmp_path):
+    """tsmeta.plot.<kind> for every registered kind; tsmeta.plot.figure paints the data file
+    the workflow's figure_data stage writes, as the figure stage does."""
+    import matplotlib.pyplot as plt
+
+    from tsmeta.figure_kinds import KINDS
+    from tsmeta.stages import make_figure_data
+
+    assert all(callable(getattr(tsmeta.plot, kind)) for kind in KINDS)
+    p = tsmeta.RunParams(**SMALL)
+    sim, theory = tsmeta.simulate(p, progress=False), tsmeta.theory_of(p)
+    fig = tsmeta.plot.dynamics([sim], [theory], thresholds=[0.5])
+    assert len(fig.axes) == 3 and fig.axes[0].get_lines()
+    plt.close(fig)
+    write_netcdf(sim, tmp_path / "sim.nc")
+    write_netcdf(theory, tmp_path / "theory.nc")
+    data = tmp_path / "dyn.nc"
+    make_figure_data("dyn", {"kind": "dynamics"}, [tmp_path / "sim.nc"],
+                     [tmp_path / "theory.nc"], data)  # fmt: skip
+    fig = tsmeta.plot.figure(data, xscale="linear")
+    assert fig.axes[0].get_xscale() == "linear"
+    plt.close(fig)
+    with pytest.raises(ValueError, match="figure kind must be one of"):
+        tsmeta.plot.draw("dynamic", [sim])
 
 
 def test_help_shows_parameters_returns_and_an_example():
