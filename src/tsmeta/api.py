@@ -22,6 +22,7 @@ import xarray as xr
 
 from tsmeta.io import open_dataset, params_from_attrs
 from tsmeta.params import RunParams
+from tsmeta.paths import ResultPaths
 from tsmeta.settings import SimSettings, TheorySettings
 
 
@@ -200,13 +201,13 @@ def open_experiment(
     root = Path(results) if results is not None else path.parent.parent / plan.results
     exp = plan.experiments[name]
     runs = {r: open_run(root / "runs" / r) for r in exp.runs if (root / "runs" / r).is_dir()}
-    found = {}
-    for key, rel in {
-        "compare": f"experiments/{name}/compare.nc",
-        "sweep": f"experiments/{name}/sweep.nc",
-        "figure": f"figures/{name}.nc",
-    }.items():
-        found[key] = open_dataset(root / rel) if (root / rel).exists() else None
+    paths = ResultPaths(str(root))
+    found = {
+        "compare": Path(paths.compare(name)),
+        "sweep": Path(paths.sweep(name)),
+        "figure": Path(paths.figure(name, "nc")),
+    }
+    found = {key: open_dataset(p) if p.exists() else None for key, p in found.items()}
     return ExperimentResults(name, runs, **found)
 
 
