@@ -16,6 +16,8 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tsmeta.params import DEFAULT_LEVELS, ESCAPE_LEVEL, FIRST_STAGE_LEVEL
+
 DATA = {"data": True}  # metadata of an option that changes the figure's data
 
 
@@ -79,7 +81,7 @@ class FigureOptions:
 @dataclass(frozen=True)
 class DynamicsOptions(FigureOptions):
     xscale: str = "log"
-    thresholds: list = data_option(factory=lambda: [0.01, 0.001])  # first crossings drawn
+    thresholds: list = data_option(factory=lambda: list(DEFAULT_LEVELS))  # first crossings drawn
     row_notes: list = paint_list()
 
 
@@ -101,7 +103,7 @@ class VariabilityOptions(FigureOptions):
 @dataclass(frozen=True)
 class AlgorithmsOptions(FigureOptions):
     xscale: str = "log"
-    thresholds: list = data_option(factory=lambda: [0.01])
+    thresholds: list = data_option(factory=lambda: [FIRST_STAGE_LEVEL])
     growth_alpha_max: float = data_option(2.0)
     growth_max: float = data_option(1.5)
 
@@ -109,7 +111,7 @@ class AlgorithmsOptions(FigureOptions):
 @dataclass(frozen=True)
 class FiniteSizeOptions(FigureOptions):
     xscale: str = "log"
-    escape_level: float = data_option(0.001)
+    escape_level: float = data_option(ESCAPE_LEVEL)
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ class SweepOptions(FigureOptions):
 
 @dataclass(frozen=True)
 class SecondStageOptions(FigureOptions):
-    escape_level: float = data_option(0.001)
+    escape_level: float = data_option(ESCAPE_LEVEL)
 
 
 # --- the registry ------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ ALPHA_GRIDS = ("log", "linear")
 NAME_KEYS = ("K", "M", "N", "eta_J", "eta_w")  # always in a run name
 DEFAULT_LEVELS = (0.01, 0.001)  # eps_meta levels: first stage learnt, units aligned one-to-one
 FIRST_STAGE_LEVEL = DEFAULT_LEVELS[0]  # the first stage ends where eps_meta falls below it
+ESCAPE_LEVEL = DEFAULT_LEVELS[1]  # eps_meta below it: the units have escaped the plateau
 ALPHA_MIN = 0.01  # first positive record of a log alpha grid
 
 

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import xarray as xr  # noqa: E402
 
 from tsmeta import (
     analysis,  # noqa: E402
@@ -425,3 +426,21 @@ def test_draw_finite_data():
     assert _draw("finite_data", sims, theories, extra, level=1e-6) == 4 + 1
     assert _draw("finite_data", sims[:2], theories[:2]) == 2 + 1  # without the no-V variant
     assert _draw("finite_data", sims, theories, extra, alpha_end=1.0) == 4 + 1
+
+
+def test_escape_deviation_of_shifted_escapes():
+    escape_deviation = analysis.escape_deviation
+    alpha = np.linspace(0, 10, 101)
+    escape = np.array([3.0, 4.0, 5.0, np.inf])  # the last seed never escapes
+
+    def ds(shift):
+        eps = np.exp(-(alpha[None] / (escape[:, None] + shift)))  # crosses 1/e at escape+shift
+        return xr.Dataset({"eps_meta": (("seed", "alpha"), eps)},
+                          coords={"seed": [0, 1, 2, 3], "alpha": alpha})  # fmt: skip
+
+    level = float(np.exp(-1))
+    assert escape_deviation(ds(0.0), ds(0.0), level) == (pytest.approx(0.0, abs=1e-9), 3)
+    # a shift of 0.5 of every seed's escape: RMS 0.5 (log-interpolated crossings, 1e-2 grid)
+    dev, n = escape_deviation(ds(0.5), ds(0.0), level)
+    assert n == 3 and dev == pytest.approx(0.5, abs=0.02)
+    assert escape_deviation(ds(0.0), None, level)[1] == 0

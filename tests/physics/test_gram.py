@@ -333,22 +333,3 @@ def test_checkpoint_holds_a_few_numbers_per_seed(tmp_path):
     out = resumed.run()
     for name in ("R", "Q", "w0"):
         np.testing.assert_array_equal(out[name].values, full[name].values)
-
-
-def test_escape_deviation_of_the_finite_size_figure():
-    from tsmeta.figures.finite_size import escape_deviation
-
-    alpha = np.linspace(0, 10, 101)
-    escape = np.array([3.0, 4.0, 5.0, np.inf])  # the last seed never escapes
-
-    def ds(shift):
-        eps = np.exp(-(alpha[None] / (escape[:, None] + shift)))  # crosses 1/e at escape+shift
-        return xr.Dataset({"eps_meta": (("seed", "alpha"), eps)},
-                          coords={"seed": [0, 1, 2, 3], "alpha": alpha})  # fmt: skip
-
-    level = float(np.exp(-1))
-    assert escape_deviation(ds(0.0), ds(0.0), level) == (pytest.approx(0.0, abs=1e-9), 3)
-    # a shift of 0.5 of every seed's escape: RMS 0.5 (log-interpolated crossings, 1e-2 grid)
-    dev, n = escape_deviation(ds(0.5), ds(0.0), level)
-    assert n == 3 and dev == pytest.approx(0.5, abs=0.02)
-    assert escape_deviation(ds(0.0), None, level)[1] == 0

@@ -111,3 +111,17 @@ def test_validate_returns_the_plan():
 def test_config_readme_lists_every_key():
     readme = (ROOT / "config" / "README.md").read_text()
     assert tsconfig.schema_markdown() in readme, "regenerate with `tsmeta schema-doc`"
+
+
+def test_the_schema_enums_are_the_registries():
+    """A name added to a registry (activations, algorithms, samplers, theory kinds) is allowed
+    by the schema, and the schema allows nothing the code lacks."""
+    from tsmeta.activations import ACTIVATIONS
+    from tsmeta.algorithms import ALGORITHMS
+    from tsmeta.settings import SAMPLERS, THEORY_KINDS
+
+    defs = SCHEMA["$defs"]
+    assert defs["run_params"]["properties"]["activation"]["enum"] == list(ACTIVATIONS)
+    assert defs["run_params"]["properties"]["algorithm"]["enum"] == list(ALGORITHMS)
+    assert defs["simulation"]["properties"]["sampler"]["enum"] == ["auto", *SAMPLERS]
+    assert defs["theory"]["properties"]["kind"]["enum"] == list(THEORY_KINDS)

@@ -49,3 +49,24 @@ def test_relative_links_of_the_docs_resolve():
             if not (doc.parent / target).exists():
                 broken.append(f"{doc.relative_to(ROOT)} -> {target}")
     assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def test_code_shape_functions_classes_and_private_names():
+    """docs/contributing.md: no function over 120 lines, no class over 250, and no private
+    name (`_x`) imported from another tsmeta module (make it public or keep it home)."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "src" / "tsmeta").rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        for node in ast.walk(ast.parse(path.read_text())):
+            size = getattr(node, "end_lineno", 0) - getattr(node, "lineno", 0) + 1
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and size > 120:
+                found.append(f"{rel}: function {node.name} has {size} lines")
+            if isinstance(node, ast.ClassDef) and size > 250:
+                found.append(f"{rel}: class {node.name} has {size} lines")
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tsmeta"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                private = [n for n in private if not n.startswith("__")]
+                found += [f"{rel}: imports the private {node.module}.{n}" for n in private]
+    assert not found, "\n".join(found)

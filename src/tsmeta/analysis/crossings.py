@@ -14,9 +14,7 @@ import numpy as np
 import xarray as xr
 
 from tsmeta.analysis.stats import mean_error
-from tsmeta.params import DEFAULT_LEVELS, FIRST_STAGE_LEVEL
-
-ESCAPE_LEVEL = DEFAULT_LEVELS[1]  # eps_meta below it: the units have escaped the plateau
+from tsmeta.params import ESCAPE_LEVEL, FIRST_STAGE_LEVEL
 
 
 def error_floor(eps, alpha, window: float = 0.2) -> np.ndarray | float:

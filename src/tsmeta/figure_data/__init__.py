@@ -176,16 +176,6 @@ def diag_overlap(ds: xr.Dataset) -> np.ndarray:
     return nanmean(np.stack([R[..., k, k] for k in range(d)]), 0)
 
 
-def last_finite(values: np.ndarray) -> np.ndarray:
-    """values (seed, alpha, ...) -> (seed, ...) at each seed's last all-finite record."""
-    out = np.full((values.shape[0],) + values.shape[2:], np.nan)
-    for i in range(values.shape[0]):
-        ok = np.flatnonzero(np.isfinite(values[i].reshape(values.shape[1], -1)).all(axis=1))
-        if len(ok):
-            out[i] = values[i, ok[-1]]
-    return out
-
-
 def diverged_count(sim: xr.Dataset) -> int:
     return int(np.nansum(sim["diverged"].values)) if "diverged" in sim else 0
 

@@ -21,6 +21,7 @@ from tsmeta.activations import DEFAULT_ACTIVATION, activation
 from tsmeta.algorithms import ALGORITHMS, algorithm
 from tsmeta.analysis import early_growth_rate, first_crossing
 from tsmeta.figure_data import alpha_axis, diverged_suffix, matched, nanmean, params
+from tsmeta.params import FIRST_STAGE_LEVEL
 from tsmeta.theory.stability import escape_rate
 
 ESCAPE_GRID = 120  # points of the escape factor's theory lines
@@ -150,7 +151,7 @@ def _escape(sims, theories, plist, window) -> tuple[dict, dict]:
 
 def data(inputs, options) -> xr.Dataset:
     """Everything the algorithms figure draws, for `figures.algorithms.paint`."""
-    level = float((options.thresholds or [0.01])[0])
+    level = float((options.thresholds or [FIRST_STAGE_LEVEL])[0])
     window = {
         "alpha_max": float(getattr(options, "growth_alpha_max", 2.0)),
         "max_growth": float(getattr(options, "growth_max", 1.5)),

@@ -19,11 +19,11 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from tsmeta.analysis import alignment, first_crossing
+from tsmeta.activations import activation
+from tsmeta.analysis import first_crossing, last_finite, specialised_alignment
 from tsmeta.figure_data import (
     FigureInputs,
     diverged_count,
-    last_finite,
     nanmean,
     params,
     run_dataset,
@@ -32,28 +32,16 @@ from tsmeta.figure_data import (
     self_aligned,
 )
 
-SPECIALISED = 0.5  # |R| of every matched unit above this: the units have specialised
-
-
-def unit_assignment(R: np.ndarray):
-    """(order, signs) of `analysis.alignment`, or None where the units have not specialised
-    (still on the plateau, where an assignment means nothing)."""
-    if not np.isfinite(R).all():
-        return None
-    order, signs = alignment(R)
-    d = min(R.shape)
-    matched = np.abs(R[order[:d], np.arange(d)])
-    return (tuple(order), tuple(signs)) if matched.min() > SPECIALISED else None
-
 
 def assignments_differ(sim: xr.Dataset, theory: xr.Dataset | None) -> int:
     """Seeds whose simulation and theory both specialised, onto different teacher units (or
     with other signs): `analysis.alignment` of each one's last finite record."""
     if theory is None:
         return 0
+    odd = activation(params(sim).activation).odd
     differ = 0
     for a, b in zip(last_finite(sim["R"].values), last_finite(theory["R"].values)):
-        a, b = unit_assignment(a), unit_assignment(b)
+        a, b = specialised_alignment(a, odd), specialised_alignment(b, odd)
         differ += a is not None and b is not None and a != b
     return differ
 

@@ -15,7 +15,8 @@ import dataclasses
 import numpy as np
 import xarray as xr
 
-from tsmeta.figure_data import alpha_axis, diverged_suffix, last_finite, matched, nanmean, params
+from tsmeta.analysis import last_finite
+from tsmeta.figure_data import alpha_axis, diverged_suffix, matched, nanmean, params
 from tsmeta.theory import eps_meta_p_closed_form
 
 

@@ -24,23 +24,6 @@ from tsmeta.figure_data import (
 FIT_POINTS = 20  # points of a drawn power-law fit
 
 
-def escape_deviation(sim, theory, level: float) -> tuple[float, int]:
-    """RMS over seeds of the simulation's escape alpha (first alpha with eps_meta < level,
-    interpolated) minus the theory's from the same initial overlaps, over the seeds where both
-    escape within the run; and how many they are. (NaN, 0) without a theory."""
-    if theory is None:
-        return float("nan"), 0
-    common = np.intersect1d(sim["seed"].values, theory["seed"].values)
-    sim, theory = sim.sel(seed=common), theory.sel(seed=common)
-    alpha = sim["alpha"].values
-    a = analysis.first_crossing(sim["eps_meta"].values, alpha, level)
-    b = analysis.first_crossing(theory["eps_meta"].interp(alpha=alpha).values, alpha, level)
-    both = np.isfinite(a) & np.isfinite(b)
-    if not both.any():
-        return float("nan"), 0
-    return float(np.sqrt(np.mean((a[both] - b[both]) ** 2))), int(both.sum())
-
-
 def finite_size_table(compare, sims, escape_level: float, theories=None) -> dict:
     """Per run (sorted by N): N, first-stage deviations (R, Q, log_eps) from the experiment's
     comparison (`analysis.comparison`, None: no theory), the escape spreads and the escape's
@@ -57,7 +40,7 @@ def finite_size_table(compare, sims, escape_level: float, theories=None) -> dict
         for key in ("R", "Q", "log_eps", "alpha_end"):
             rows[key].append(dev[key])
     rows["escape"] = analysis.escape_spread([sims[i] for i in order], escape_level)
-    devs = [escape_deviation(sims[i], theories[i], escape_level) for i in order]
+    devs = [analysis.escape_deviation(sims[i], theories[i], escape_level) for i in order]
     rows["escape_dev"] = [d for d, _ in devs]
     rows["escape_n"] = [n for _, n in devs]
     keep = ("escape", "index")

@@ -8,11 +8,10 @@ import numpy as np
 import xarray as xr
 
 from tsmeta import analysis
-from tsmeta.analysis import align_pair
+from tsmeta.analysis import align_pair, last_finite
 from tsmeta.figure_data import (
     FigureInputs,
     diverged_count,
-    last_finite,
     matched,
     nanmean,
     params,

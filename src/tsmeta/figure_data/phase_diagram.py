@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 
 from tsmeta.activations import DEFAULT_ACTIVATION, activation
+from tsmeta.analysis import covers_teachers
 from tsmeta.figure_data import (
     TEX,
     combos,
@@ -39,19 +40,6 @@ def is_log(values) -> bool:
     """Whether a positive grid spans more than a factor 5 (drawn on a log axis)."""
     v = np.asarray(values, dtype=float)
     return bool(np.all(v > 0) and v.max() / v.min() > 5)
-
-
-def specialised(R: np.ndarray) -> np.ndarray:
-    """Whether the student units cover min(K, M) distinct teachers: R (..., K, M), NaN-padded."""
-    R = np.asarray(R, dtype=float)
-    out = np.zeros(R.shape[:-2], dtype=bool)
-    for pos in np.ndindex(out.shape):
-        r = R[pos]
-        r = r[np.isfinite(r).any(axis=1)][:, np.isfinite(r).any(axis=0)]
-        if r.size == 0 or not np.isfinite(r).all():
-            continue
-        out[pos] = len(set(np.abs(r).argmax(axis=1))) == min(r.shape)
-    return out
 
 
 def math_label(sel: dict) -> str:
@@ -110,7 +98,7 @@ def data(inputs, options) -> xr.Dataset:
         grids["alpha_to_level"].append(cross)
         grids["diverged"].append(d["diverged"].transpose("eta_w", "eta_J").values.astype(bool))
         grids["specialised"].append(
-            specialised(d["R"].transpose("eta_w", "eta_J", "k", "n").values)
+            covers_teachers(d["R"].transpose("eta_w", "eta_J", "k", "n").values)
         )
         Ks.append(K)
         titles.append(math_label({"K": K, "M": base.M, "N": base.N, "init": base.init, **sel}))

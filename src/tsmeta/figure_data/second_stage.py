@@ -16,12 +16,15 @@ import xarray as xr
 
 from tsmeta import analysis
 from tsmeta.figure_data import compare_window, matched, params
+from tsmeta.params import FIRST_STAGE_LEVEL
 
 SERIES = ("sim_mean", "ode_mean", "first_sim_mean", "first_ode_mean")
 FIT_POINTS = 20  # points of each fitted line over ln N
 
 
-def second_stage_table(sims, theories, level: float, first_level: float = 0.01) -> list[dict]:
+def second_stage_table(
+    sims, theories, level: float, first_level: float = FIRST_STAGE_LEVEL
+) -> list[dict]:
     """Per run (in order): N, the escape pairs (to `level`) and the first-stage pairs (to
     `first_level`), and their statistics; `second`: escape minus first-stage end per seed."""
     rows = []

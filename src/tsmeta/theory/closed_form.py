@@ -73,7 +73,7 @@ class Physics:
         return activations.activation(str(names[0])).gaussian()
 
 
-def _b(x, n_trailing: int) -> np.ndarray:
+def batch_axes(x, n_trailing: int) -> np.ndarray:
     """Append `n_trailing` unit axes so a batch-shaped parameter broadcasts against tensors."""
     x = np.asarray(x)
     return x.reshape(x.shape + (1,) * n_trailing)
@@ -82,7 +82,7 @@ def _b(x, n_trailing: int) -> np.ndarray:
 def field_covariance(R, Q, T, gamma=1.0) -> np.ndarray:
     """Covariance of z = (lambda, nu, nu_task), shape (..., K + 2M, K + 2M)."""
     R, Q, T = (np.asarray(x, dtype=float) for x in (R, Q, T))
-    g = _b(np.asarray(gamma, dtype=float), 2)
+    g = batch_axes(np.asarray(gamma, dtype=float), 2)
     K, M = R.shape[-2:]
     batch = np.broadcast_shapes(R.shape[:-2], Q.shape[:-2], T.shape[:-2], g.shape[:-2])
     Rt = np.swapaxes(R, -1, -2)
@@ -107,8 +107,8 @@ def head_from_i2(i2, w0, K: int, M: int, eta_w, inner_steps):
     """
     A = i2[..., :K, :K]
     Ct = i2[..., :K, K + M :]
-    Dm = np.eye(K) - _b(np.asarray(eta_w, float) / K, 2) * A
-    S = _b(np.asarray(inner_steps), 2)
+    Dm = np.eye(K) - batch_axes(np.asarray(eta_w, float) / K, 2) * A
+    S = batch_axes(np.asarray(inner_steps), 2)
     power = np.broadcast_to(np.eye(K), Dm.shape)  # Dm^min(j, S)
     geo = np.zeros(Dm.shape)  # sum_{j < min(j, S)} Dm^j
     for j in range(int(np.max(S))):
@@ -116,7 +116,7 @@ def head_from_i2(i2, w0, K: int, M: int, eta_w, inner_steps):
         geo = geo + np.where(on, power, 0.0)
         power = np.where(on, Dm @ power, power)
     a = np.einsum("...kl,...l->...k", power, np.asarray(w0, float))
-    G = _b(np.asarray(eta_w, float) / np.sqrt(K * M), 2) * (geo @ Ct)
+    G = batch_axes(np.asarray(eta_w, float) / np.sqrt(K * M), 2) * (geo @ Ct)
     return a, G
 
 
@@ -135,8 +135,8 @@ def head_moments(a, G, u_mean, u_std, *, fourth: bool = True) -> dict:
     """
     K, M = G.shape[-2:]
     sK, sM = np.sqrt(K), np.sqrt(M)
-    um = _b(np.asarray(u_mean, float), 1)
-    us2 = _b(np.asarray(u_std, float) ** 2, 2)
+    um = batch_axes(np.asarray(u_mean, float), 1)
+    us2 = batch_axes(np.asarray(u_std, float) ** 2, 2)
     batch = np.broadcast_shapes(a.shape[:-1], G.shape[:-2], um.shape[:-1], us2.shape[:-2])
     aw = np.broadcast_to(a + um * G.sum(-1), batch + (K,))
     ac = np.concatenate(
@@ -225,8 +225,8 @@ def head_noise_covariance(C, i2, w0, phys: Physics) -> np.ndarray:
     K = w0.shape[-1]
     M = (C.shape[-1] - K) // 2
     lam, task = np.arange(K), np.arange(K + M, K + 2 * M)
-    um = _b(np.asarray(phys.u_mean, float), 2)
-    us2 = _b(np.asarray(phys.u_std, float) ** 2, 2)
+    um = batch_axes(np.asarray(phys.u_mean, float), 2)
+    us2 = batch_axes(np.asarray(phys.u_std, float) ** 2, 2)
     batch = np.broadcast_shapes(C.shape[:-2], w0.shape[:-1], um.shape[:-2])
     w0 = np.broadcast_to(w0, batch + (K,))
     # E_u[c0 c0^T] by blocks (students, task teacher)
@@ -248,7 +248,7 @@ def head_noise_covariance(C, i2, w0, phys: Physics) -> np.ndarray:
     A, At = i2[..., :K, :K], i2[..., :K, K + M :]
     cross = A @ Ewu @ np.swapaxes(At, -1, -2)
     mm = A @ Eww @ A + cross + np.swapaxes(cross, -1, -2) + At @ Euu @ np.swapaxes(At, -1, -2)
-    noise = _b(np.asarray(phys.noise_std, float) ** 2, 2) * A
+    noise = batch_axes(np.asarray(phys.noise_std, float) ** 2, 2) * A
     return (quartic + noise - mm) / K
 
 

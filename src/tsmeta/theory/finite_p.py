@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tsmeta.theory.closed_form import _b, finite_p_exact, head_noise_covariance
+from tsmeta.theory.closed_form import batch_axes, finite_p_exact, head_noise_covariance
 from tsmeta.theory.second_order import second_order_theory
 
 DOC = "finite-P term (eta_w^2/P) Sigma_bar in E[w w] of dR, dQ (exact for inner_steps = 1)"
@@ -44,7 +44,7 @@ def finite_p_term(f) -> dict:
     if not np.any(exact):
         return {}
     scale = np.where(exact, f.phys.eta_J * f.phys.eta_w**2 / (f.phys.P * K), 0.0)
-    scale = _b(scale, 2)
+    scale = batch_axes(scale, 2)
     sigma = head_noise_covariance(f.C, f.i2, f.w0, f.phys)  # (..., K, K)
     # f.i3[k, b, l] = <g'(lambda_k) z_b g(lambda_l)>, as in the first-order term
     dR = -scale * np.einsum("...kl,...knl->...kn", sigma, f.i3[..., :, K : K + M, :K])

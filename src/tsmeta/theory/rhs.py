@@ -23,7 +23,7 @@ from tsmeta.settings import TheorySettings
 from tsmeta.theory import finite_p, second_order
 from tsmeta.theory.closed_form import (
     Physics,
-    _b,
+    batch_axes,
     field_covariance,
     fourth_moments,
     head_from_i2,
@@ -90,12 +90,12 @@ def first_order_term(f: Fields) -> dict:
     """Mean outer update at the adapted head, first order in eta_J (docs/theory.md, 6)."""
     K, M = f.K, f.M
     sK = math.sqrt(K)
-    eta_J = _b(f.phys.eta_J, 2)
+    eta_J = batch_axes(f.phys.eta_J, 2)
     Ewc = f.moments["Ewc"]
     dR = -(eta_J / sK) * np.einsum("...ka,...kna->...kn", Ewc, f.i3[..., :, K : K + M, :])
     X = np.einsum("...pa,...pqa->...pq", Ewc, f.i3[..., :, :K, :])
     dQ = -(eta_J / sK) * (X + np.swapaxes(X, -1, -2))
-    dw0 = -(_b(f.phys.eta_w0, 1) / sK) * np.einsum(
+    dw0 = -(batch_axes(f.phys.eta_w0, 1) / sK) * np.einsum(
         "...a,...ka->...k", f.moments["Ec"], f.i2[..., :K, :]
     )
     return {"dR": dR, "dQ": dQ, "dw0": dw0}
@@ -105,9 +105,9 @@ def finite_v_term(f: Fields) -> dict:
     """(eta_J^2 / V) <e_k e_l> in dQ: the step orthogonal to all fields (docs/theory.md, 6)."""
     K = f.K
     quart = np.einsum("...klab,...klab->...kl", f.Ewwcc, f.i4)
-    quart = quart + _b(f.phys.noise_std, 2) ** 2 * f.moments["Eww"] * f.j2
+    quart = quart + batch_axes(f.phys.noise_std, 2) ** 2 * f.moments["Eww"] * f.j2
     quart = 0.5 * (quart + np.swapaxes(quart, -1, -2))  # exact symmetry of Q
-    return {"dQ": _b(f.phys.eta_J**2 / (f.phys.V * K), 2) * quart}
+    return {"dQ": batch_axes(f.phys.eta_J**2 / (f.phys.V * K), 2) * quart}
 
 
 @dataclass(frozen=True)

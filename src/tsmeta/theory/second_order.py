@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from tsmeta.algorithms import algorithm
-from tsmeta.theory.closed_form import _b
+from tsmeta.theory.closed_form import batch_axes
 
 DOC = "second order (ANIL, MAML): the outer gradient through the inner head steps in dR, dQ, dw0"
 
@@ -56,13 +56,13 @@ class _Affine:
         return _Affine(np.einsum("...mn,...n->...m", mat, self.const), mat @ self.lin)
 
     def mean(self, u_mean) -> np.ndarray:
-        return self.const + _b(u_mean, 1) * self.lin.sum(-1)
+        return self.const + batch_axes(u_mean, 1) * self.lin.sum(-1)
 
 
 def _second_moment(x: _Affine, y: _Affine, u_mean, u_std) -> np.ndarray:
     """E_u[x_i y_j] (..., n, m) for x, y affine in u."""
     mx, my = x.mean(u_mean), y.mean(u_mean)
-    cov = _b(np.asarray(u_std, float) ** 2, 2) * (x.lin @ np.swapaxes(y.lin, -1, -2))
+    cov = batch_axes(np.asarray(u_std, float) ** 2, 2) * (x.lin @ np.swapaxes(y.lin, -1, -2))
     return mx[..., :, None] * my[..., None, :] + cov
 
 
@@ -89,7 +89,7 @@ def second_order_term(f) -> dict:
     S = np.broadcast_to(np.asarray(phys.inner_steps, np.int64), batch)
     S_max = int(S.max())
     eye = np.eye(K)
-    Dm = np.broadcast_to(eye - _b(eta_w / K, 2) * A, batch + (K, K))
+    Dm = np.broadcast_to(eye - batch_axes(eta_w / K, 2) * A, batch + (K, K))
 
     powers = [np.broadcast_to(eye, Dm.shape)]
     for _ in range(2 * S_max):
@@ -122,17 +122,19 @@ def second_order_term(f) -> dict:
         step = _second_moment(v, c, um, us) / math.sqrt(K)  # [k, a] = E[v_k c_a] / sqrt K
         E_vw = _second_moment(v, w, um, us)  # [m, k] = E[v_m w_k]
         step[..., :K] += np.swapaxes(E_vw, -1, -2) / K
-        coef = coef + np.where(_b(on, 2), step, 0.0)
+        coef = coef + np.where(batch_axes(on, 2), step, 0.0)
         # next inner step: w <- w - eta_w h(w), h(w_s) = D^s h_0
         h_s = h0.apply(powers[s])
-        w = _Affine(w.const - _b(eta_w, 1) * h_s.const, w.lin - _b(eta_w, 2) * h_s.lin)
+        w = _Affine(
+            w.const - batch_axes(eta_w, 1) * h_s.const, w.lin - batch_axes(eta_w, 2) * h_s.lin
+        )
 
-    rate = _b(np.asarray(phys.eta_J, float) * eta_w, 2)
+    rate = batch_axes(np.asarray(phys.eta_J, float) * eta_w, 2)
     dR = rate * np.einsum("...ka,...kna->...kn", coef, f.i3[..., :, K : K + M, :])
     X = np.einsum("...pa,...pqa->...pq", coef, f.i3[..., :, :K, :])
     dQ = rate * (X + np.swapaxes(X, -1, -2))
     # dw0: -eta_w0 (D^2S - D^S) E_u h_0
     mean_h0 = h0.mean(um)
     diff = _select_power(powers, 2 * S) - _select_power(powers, S)
-    dw0 = -_b(phys.eta_w0, 1) * np.einsum("...kl,...l->...k", diff, mean_h0)
+    dw0 = -batch_axes(phys.eta_w0, 1) * np.einsum("...kl,...l->...k", diff, mean_h0)
     return {"dR": dR, "dQ": dQ, "dw0": dw0}
