@@ -197,16 +197,3 @@ def run_arrangements(sim: xr.Dataset, threshold: float = 0.5) -> Counter:
             continue
         labels[arrangement(R[i, last], threshold, Q[i, last]).label] += 1
     return labels
-
-
-def covers_teachers(R: np.ndarray) -> np.ndarray:
-    """Whether the student units cover min(K, M) distinct teachers: R (..., K, M), NaN-padded."""
-    R = np.asarray(R, dtype=float)
-    out = np.zeros(R.shape[:-2], dtype=bool)
-    for pos in np.ndindex(out.shape):
-        r = R[pos]
-        r = r[np.isfinite(r).any(axis=1)][:, np.isfinite(r).any(axis=0)]
-        if r.size == 0 or not np.isfinite(r).all():
-            continue
-        out[pos] = len(set(np.abs(r).argmax(axis=1))) == min(r.shape)
-    return out

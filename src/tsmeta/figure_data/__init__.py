@@ -203,6 +203,16 @@ def compare_window(compare: xr.Dataset | None) -> tuple[float, float | None]:
     return float(compare.attrs["first_stage_level"]), None if end == "none" else float(end)
 
 
+def described(ds: xr.Dataset, names: dict) -> xr.Dataset:
+    """ds with the `long_name` and `units` of its variables: names {variable: long name, or
+    (long name, units)}; units "1" where not given."""
+    for name, text in names.items():
+        long_name, units = (text, "1") if isinstance(text, str) else text
+        if name in ds:
+            ds[name].attrs.update(long_name=long_name, units=units)
+    return ds
+
+
 def run_dataset(per_run: dict, runs: list[str]) -> xr.Dataset:
     """A Dataset of per-run arrays {name: (dims after 'run', [array per run])}, padded."""
     ds = xr.Dataset(coords={"run": runs})

@@ -20,7 +20,15 @@ import xarray as xr
 from tsmeta.activations import DEFAULT_ACTIVATION, activation
 from tsmeta.algorithms import ALGORITHMS, algorithm
 from tsmeta.analysis import early_growth_rate, first_crossing
-from tsmeta.figure_data import alpha_axis, diverged_suffix, matched, nanmean, params
+from tsmeta.figure_data import (
+    alpha_axis,
+    described,
+    diverged_suffix,
+    matched,
+    nanmean,
+    params,
+    seed_band,
+)
 from tsmeta.params import FIRST_STAGE_LEVEL
 from tsmeta.theory.stability import escape_rate
 
@@ -31,15 +39,6 @@ def rms_R(ds) -> np.ndarray:
     """rms over the K x M entries of R, (seed, alpha)."""
     R = ds["R"].transpose("seed", "alpha", ...).values
     return np.sqrt(np.mean(R.reshape(R.shape[0], R.shape[1], -1) ** 2, axis=-1))
-
-
-def seed_band(values) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, min and max over seeds (axis 0), NaN where every seed is NaN."""
-    values = np.asarray(values, dtype=float)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN records: diverged seeds
-        lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
-    return nanmean(values, 0), lo, hi
 
 
 def crossing_text(ds, level: float) -> str:
@@ -188,7 +187,7 @@ def data(inputs, options) -> xr.Dataset:
         f"{window['alpha_max']:g} (before rms R grows by {window['max_growth']:g}), divided "
         "by the FO-ANIL linear rate at Q = T = I.",
     )
-    return _annotate(ds)
+    return described(ds, UNITS)
 
 
 UNITS = {
@@ -202,10 +201,3 @@ UNITS = {
     "escape_sim_mid": ("early growth rate of R / FO-ANIL linear rate, mean over seeds", "1"),
     "escape_ode": ("the same on the run's ODE, mean over seeds", "1"),
 }
-
-
-def _annotate(ds: xr.Dataset) -> xr.Dataset:
-    for name, (long_name, units) in UNITS.items():
-        if name in ds:
-            ds[name].attrs.update(long_name=long_name, units=units)
-    return ds

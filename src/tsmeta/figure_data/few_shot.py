@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 
 from tsmeta.analysis import last_finite
-from tsmeta.figure_data import alpha_axis, diverged_suffix, matched, nanmean, params
+from tsmeta.figure_data import alpha_axis, described, diverged_suffix, matched, nanmean, params
 from tsmeta.theory import eps_meta_p_closed_form
 
 
@@ -107,9 +107,7 @@ def data(inputs, options) -> xr.Dataset:
             values["fixed_point_eps_p"] = ("curve", fixed_point_excess(values["curve_P"][1], base))
     alpha_end = params(sims[0]).alpha_final if sims else np.nan
     ds = xr.Dataset(values)
-    for name, long_name in LONG_NAMES.items():
-        if name in ds:
-            ds[name].attrs.update(long_name=long_name, units="1")
+    described(ds, LONG_NAMES)
     ds.attrs.update(
         experiment=inputs.experiment,
         curve_source=source,

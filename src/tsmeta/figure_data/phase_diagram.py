@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from tsmeta.activations import DEFAULT_ACTIVATION, activation
-from tsmeta.analysis import covers_teachers
+from tsmeta.analysis import specialised
 from tsmeta.figure_data import (
     TEX,
     combos,
@@ -98,7 +98,7 @@ def data(inputs, options) -> xr.Dataset:
         grids["alpha_to_level"].append(cross)
         grids["diverged"].append(d["diverged"].transpose("eta_w", "eta_J").values.astype(bool))
         grids["specialised"].append(
-            covers_teachers(d["R"].transpose("eta_w", "eta_J", "k", "n").values)
+            specialised(d["R"].transpose("eta_w", "eta_J", "k", "n").values)
         )
         Ks.append(K)
         titles.append(math_label({"K": K, "M": base.M, "N": base.N, "init": base.init, **sel}))

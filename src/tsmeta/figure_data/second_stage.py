@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from tsmeta import analysis
-from tsmeta.figure_data import compare_window, matched, params
+from tsmeta.figure_data import compare_window, described, matched, params
 from tsmeta.params import FIRST_STAGE_LEVEL
 
 SERIES = ("sim_mean", "ode_mean", "first_sim_mean", "first_ode_mean")
@@ -197,9 +197,7 @@ def data(inputs, options) -> xr.Dataset:
         fitted, notes = _against_ln_N(rows, level, first_level)
         values.update(fitted)
     ds = xr.Dataset(values)
-    for name, long_name in LONG_NAMES.items():
-        if name in ds:
-            ds[name].attrs.update(long_name=long_name, units="1")
+    described(ds, LONG_NAMES)
     ds.attrs.update(
         experiment=inputs.experiment,
         escape_level=level,
