@@ -50,22 +50,24 @@ class Rate:
     second_order: float = 1.0
 
 
-# Measured 2026-12-07 on the project's machine, one thread (benchmarks/bench_simulator.py's
-# timing): gram 2373 seed-tasks/s at 1 seed and 25500 at 16 (P = V = 50, K = M = 3), 3373 at
-# P = V = 500 (16 seeds), ANIL 1.7x the per-number cost; projected 5280 (N = 100) and 3130
-# (N = 2000) at P = V = 50, 4 seeds; dense 155 (N = P = V = 500) and 919 (N = P = V = 200),
-# MAML 1.45x.
+# Measured 2026-12-07 on the project's 2-core machine in CPU seconds of one thread (the wall
+# time of that shared machine swung by 3x between rounds; a job alone on a core takes its CPU
+# time): gram 320 us per task at 1 seed, 520 at 16 and 1079 at 64 (P = V = 50, K = M = 3),
+# 2123 at P = V = 500 (16 seeds), ANIL 1.7x the per-number part; projected 369 us (N = 100)
+# and 672 (N = 2000) at P = V = 50, 994 at P = V = 500, 4 seeds; dense 2084 us
+# (N = P = V = 200) and 13172 (N = P = V = 500), 4 seeds, MAML 1.67x.
 RATES = {
-    "gram": Rate(per_task=360e-6, per_number=45e-9, second_order=1.7),
-    "projected": Rate(per_task=660e-6, per_number=25e-9, second_order=1.7),
-    "dense": Rate(per_task=300e-6, per_number=13e-9, second_order=1.45),
+    "gram": Rate(per_task=300e-6, per_number=20e-9, second_order=1.7),
+    "projected": Rate(per_task=320e-6, per_number=13.5e-9, second_order=1.7),
+    "dense": Rate(per_task=100e-6, per_number=6.6e-9, second_order=1.67),
 }
-# Monte Carlo, per example of one seed: 30 ns per input coordinate (the draws and the fields)
-# plus the activations (gram: 0.26 s for 50 tasks x 22000 examples of one seed, D = 6;
-# dense, N = 200: 6.2 s)
-MC_PER_COORDINATE, MC_PER_EXAMPLE = 30e-9, 60e-9
-# theory stage, tabulated: seconds per seed and unit of alpha (RK45, K = M = 3), plus a start
-THEORY_PER_SEED_ALPHA, THEORY_START = 0.02, 5.0
+# Monte Carlo, per example of one seed: 9 ns per input coordinate (the draws and the fields)
+# plus 60 ns (the activations): gram 0.26 s for 50 tasks x 22000 examples of 2 seeds (D = 6),
+# dense at N = 200 3.9 s (same CPU-time measurement)
+MC_PER_COORDINATE, MC_PER_EXAMPLE = 9e-9, 60e-9
+# theory stage, tabulated: seconds per seed and unit of alpha (RK45), plus a start; measured
+# 6.8 s for 2 seeds to alpha = 500 (K = M = 2), taken with a factor 2 for larger K
+THEORY_PER_SEED_ALPHA, THEORY_START = 0.004, 5.0
 
 
 def machine_memory_mb() -> float:

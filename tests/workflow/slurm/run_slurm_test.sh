@@ -29,7 +29,7 @@
 # shellcheck disable=SC2317  # cleanup and the functions it calls run from the EXIT trap
 set -uo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 CONFIG=${TSMETA_SLURM_CONFIG:-$REPO/config/slurm_test.yaml}
 SEGMENTS_CONFIG=$REPO/config/slurm_segments_test.yaml
 MAX_RUNTIME=3  # minutes per job in step 7
