@@ -74,7 +74,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def floor_seconds(params: RunParams, device: str, repeats: int = 50) -> float:
+def floor_seconds(params: RunParams, device: str, repeats: int = 50, clock=time.perf_counter):
     """The floor of one seed-task (FO-ANIL, K + M fields per example): drawing the field values
     of its P + V examples the fastest exact way (standard normals in float32, upcast to
     float64) and evaluating the activations (erf of every field, exp of the validation students'
@@ -93,11 +93,11 @@ def floor_seconds(params: RunParams, device: str, repeats: int = 50) -> float:
     _sync(device)
     best = float("inf")
     for _ in range(3):
-        start = time.perf_counter()
+        start = clock()
         for _ in range(repeats):
             once()
         _sync(device)
-        best = min(best, (time.perf_counter() - start) / repeats)
+        best = min(best, (clock() - start) / repeats)
     return best / p.seeds
 
 
@@ -126,6 +126,67 @@ def bench_floor(cases, device, seconds):
             rate = tasks_per_second(p, name, device, seconds / 3, repeats=3, compile=compiled)
             cells.append(f"{rate:>{width}.0f} {floor / rate:>7.2f}")
         print(f"{N:>8} {PV:>6} {seeds:>6} {floor:>11.0f} " + " ".join(cells))
+
+
+def sampler_at(rev: str):
+    """The GramSampler class of git revision `rev` of this repository (the "before" of a
+    speed change, measured in the same process as the working tree's)."""
+    import importlib.util
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(
+        ["git", "show", f"{rev}:src/tsmeta/simulation/gram.py"],
+        cwd=root, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    path = Path(tempfile.mkdtemp()) / f"gram_{rev}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(f"gram_{rev}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.GramSampler
+
+
+def bench_gram_floor(rev: str, cases, device, rounds: int):
+    """Gram against the floor, before (revision `rev`) and after (the working tree), in
+    alternating rounds of one floor measurement and one draw chunk of each, timed in CPU
+    seconds of this thread (the wall time of a machine shared with other jobs swings by
+    several times from one round to the next; its CPU time does not): medians over rounds."""
+    print(f"# gram / floor at small P + V, before = {rev}, after = working tree, median of "
+          f"{rounds} alternating rounds, thread CPU time, device {device}")  # fmt: skip
+    print(f"{'N':>8} {'P = V':>6} {'seeds':>6} {'floor [us/seed-task]':>21} "
+          f"{'before [us]':>12} {'/floor':>7} {'after [us]':>11} {'/floor':>7}")  # fmt: skip
+    before_cls = sampler_at(rev)
+    for N, PV, seeds in cases:
+        p = RunParams(N=N, P=PV, V=PV, seeds=seeds, eta_J=10.0)
+        tasks = initial_state(p)
+        after = Simulation(tasks, p, SimSettings(sampler="gram", device=device))
+        before = Simulation(tasks, p, SimSettings(sampler="gram", device=device))
+        before.sampler = before_cls(tasks, p, before.settings, before.device, torch.float64)
+        sims = {"before": before, "after": after}
+        seconds = {"floor": [], "before": [], "after": []}
+        for sim in sims.values():
+            _chunk_cpu_seconds(sim, device)  # warm-up
+        for _ in range(rounds):
+            seconds["floor"].append(floor_seconds(p, device, repeats=10, clock=time.thread_time))
+            for name, sim in sims.items():
+                seconds[name].append(_chunk_cpu_seconds(sim, device) / seeds)
+        us = {name: 1e6 * float(np.median(values)) for name, values in seconds.items()}
+        print(f"{N:>8} {PV:>6} {seeds:>6} {us['floor']:>21.2f} {us['before']:>12.2f} "
+              f"{us['before'] / us['floor']:>7.2f} {us['after']:>11.2f} "
+              f"{us['after'] / us['floor']:>7.2f}", flush=True)  # fmt: skip
+
+
+def _chunk_cpu_seconds(sim: Simulation, device: str) -> float:
+    """CPU seconds of this thread per task of one draw chunk (drawn and applied)."""
+    start = time.thread_time()
+    draws = sim.draw(sim.sampler.chunk)
+    for c in range(sim.sampler.chunk):
+        sim.step(draws, c)
+    _sync(device)
+    return (time.thread_time() - start) / sim.sampler.chunk
 
 
 def bench_samplers(sizes, seeds, device, seconds):
@@ -319,6 +380,11 @@ def main(argv=None):
     )
     parser.add_argument("--finite-p-only", action="store_true", help="only the finite-P timings")
     parser.add_argument("--floor-only", action="store_true", help="only the floor table")
+    parser.add_argument(
+        "--gram-floor", metavar="REV", help="only gram / floor at P = V = 50, before (git REV) "
+        "and after (the working tree)",
+    )  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=9, help="rounds of --gram-floor")
     parser.add_argument("--config", default="config/config.yaml", help="for the sweep timing")
     parser.add_argument("--sweep-experiment", default="phase_diagram")
     args = parser.parse_args(argv)
@@ -333,6 +399,10 @@ def main(argv=None):
     if args.gram_only:
         sizes = [int(n) for n in args.gram_sizes]
         bench_gram(sizes, args.gram_data, args.seeds, args.device, args.seconds)
+        return
+    if args.gram_floor:
+        cases = [(10000, 50, 8), (10000, 50, 16), (10000, 50, 64)]
+        bench_gram_floor(args.gram_floor, cases, args.device, args.rounds)
         return
     if args.finite_p_only:
         bench_finite_p(args.config, args.sweep_experiment)

@@ -2,6 +2,7 @@
 
 tsmeta runs [FILE | --config FILE]                   list runs and experiments
 tsmeta validate [FILE | --config FILE]               check a config, name the bad key
+tsmeta plan [FILE | --config FILE]                   per-run cost estimate (tsmeta.cost)
 tsmeta check [FILE | --config FILE]                  set aside unreadable result files
 tsmeta tasks     --run NAME --out tasks.nc            (or --set key=value ...)
 tsmeta simulate  --run NAME --tasks tasks.nc --out sim.nc [--checkpoint F] [--device cuda]
@@ -96,9 +97,12 @@ def main(argv=None) -> int:
         ("runs", "list runs and experiments"),
         ("validate", "validate a config file"),
         ("check", "open every result file; set aside unreadable ones"),
+        ("plan", "per-run estimate of memory and time, each experiment's and the total"),
     ):
         p = sub.add_parser(command, parents=[common], help=text)
         p.add_argument("file", nargs="?", metavar="FILE", help="config file (same as --config)")
+    p.add_argument("--memory-budget", type=float, help="MB per job (the config's memory_budget)")
+    p.add_argument("--max-runtime", type=float, help="minutes per job (the config's max_runtime)")
     p = sub.add_parser("schema-doc", help="print the config keys as markdown tables")
     p.add_argument("--write", metavar="FILE", help="replace the generated tables of FILE instead")
     p = sub.add_parser("tasks", parents=[common, run_args], help="task-generation stage")
@@ -130,6 +134,8 @@ def main(argv=None) -> int:
                 print(f"wrote {tsconfig.write_schema_doc(args.write)}")
             else:
                 print(tsconfig.schema_markdown())
+        elif args.command == "plan":
+            print(_plan_table(args))
         elif args.command == "runs":
             cfg = tsconfig.load(_config_path(args))
             tsconfig.validate(cfg)
@@ -152,6 +158,18 @@ def main(argv=None) -> int:
         print(f"tsmeta: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _plan_table(args) -> str:
+    """The cost table of the config, with --memory-budget / --max-runtime on top of it."""
+    from tsmeta.cost import cost_table
+
+    cfg = tsconfig.load(_config_path(args))
+    for key in ("memory_budget", "max_runtime"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    plan = tsconfig.validate(cfg)
+    return cost_table(plan.costs, {name: exp.runs for name, exp in plan.experiments.items()})
 
 
 def _check(plan: tsconfig.Plan) -> int:

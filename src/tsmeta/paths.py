@@ -43,6 +43,10 @@ class ResultPaths:
     def checkpoint(self, run: str) -> str:
         return f"{self.root}/runs/{run}/sim.ckpt"
 
+    def segment(self, run: str, segment) -> str:
+        """The state at the end of segment `segment` of a run split into several jobs."""
+        return f"{self.root}/runs/{run}/segment_{segment}.ckpt"
+
     def compare(self, experiment: str) -> str:
         return f"{self.root}/experiments/{experiment}/compare.nc"
 

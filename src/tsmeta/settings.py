@@ -164,6 +164,7 @@ class SimSettings(_Settings):
     mc_test: int = 2000
     mc_every: int = 3  # Monte Carlo at every mc_every-th record (and the last); NaN elsewhere
     draw_chunk: int = 64
+    mc_batch: int = 0  # Monte-Carlo tasks measured at once; 0: the sampler's (tsmeta.cost)
     checkpoint_every: int = 0  # tasks between checkpoints; 0: no checkpoints
     divergence_threshold: float = 1e6  # on max_k Q_kk
 
@@ -177,6 +178,8 @@ class SimSettings(_Settings):
         for key in ("mc_tasks", "mc_adapt", "mc_test", "mc_every", "draw_chunk"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)!r}")
+        if self.mc_batch < 0:
+            raise ValueError(f"mc_batch must be >= 0, got {self.mc_batch!r}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every!r}")
         if not self.divergence_threshold > 0:

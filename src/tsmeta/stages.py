@@ -52,17 +52,34 @@ def make_simulation(
     out,
     checkpoint=None,
     progress=None,
+    resume_from=None,
 ) -> Path:
+    """sim.nc of a run; from the state in `resume_from` (the last segment of a run split
+    into jobs) where there is no checkpoint of its own."""
     from tsmeta.simulation import simulate
 
     tasks = _tasks_for(tasks_path, params)
     if not isinstance(settings, SimSettings):
         settings = SimSettings.from_dict(settings)
-    ds = simulate(tasks, params, settings, checkpoint=checkpoint, progress=progress)
+    ds = simulate(tasks, params, settings, checkpoint=checkpoint, progress=progress,
+                  resume_from=resume_from)  # fmt: skip
     path = write_netcdf(ds, out)
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
     return path
+
+
+def make_segment(
+    tasks_path, params: RunParams, settings: dict, out, stop_at: int, resume_from=None
+) -> Path:
+    """One job of a run split by max_runtime (tsmeta.cost): from the previous segment's
+    state (or the start) to task `stop_at`, its state saved to `out`."""
+    from tsmeta.simulation import Simulation
+
+    tasks = _tasks_for(tasks_path, params)
+    sim = Simulation(tasks, params, SimSettings.from_dict(settings))
+    sim.run(checkpoint=out, resume_from=resume_from, stop_at=stop_at, progress=True)
+    return Path(out)
 
 
 def make_theory(tasks_path, params: RunParams, settings: TheorySettings | dict | None, out) -> Path:

@@ -10,6 +10,7 @@ wildcard_constraints:
     run="[^/]+",
     experiment="[^/]+",
     variant="[a-z0-9]+",
+    segment="[0-9]+",
 
 
 def run_params(wildcards):

@@ -1,17 +1,31 @@
+def cost(wildcards):
+    """The run's estimate (tsmeta.cost): memory, time, threads, segments."""
+    return PLAN.costs[wildcards.run]
+
+
+def previous_segment(wildcards):
+    """The state the job starts from: the segment before it, none for the first."""
+    last = int(wildcards.get("segment", cost(wildcards).segments))
+    return [PATHS.segment(wildcards.run, last - 1)] if last > 1 else []
+
+
 rule simulate:
-    """Finite-N simulation of a run, all seeds batched (PyTorch)."""
+    """Finite-N simulation of a run, all seeds batched (PyTorch); the last job of a run that
+    max_runtime splits into segments."""
     input:
         tasks=PATHS.tasks("{run}"),
+        previous=previous_segment,
     output:
         PATHS.sim("{run}"),
     log:
         PATHS.log("simulate", "{run}"),
     conda:
         "../../envs/tsmeta.yaml"
-    threads: 1
+    threads: lambda wildcards: cost(wildcards).threads
     resources:
-        runtime=120,
-        mem_mb=4000,
+        # the cost model's estimates with their margins (tsmeta.cost, `tsmeta plan`)
+        runtime=lambda wildcards: cost(wildcards).runtime_min,
+        mem_mb=lambda wildcards: cost(wildcards).mem_mb,
         # one GPU through the SLURM plugin's `gpu` resource when the run asks for CUDA
         gpu=lambda wildcards: int(
             PLAN.sim_settings[wildcards.run].get("device") == "cuda"
@@ -22,3 +36,30 @@ rule simulate:
         checkpoint=lambda wildcards: PATHS.checkpoint(wildcards.run),
     script:
         "../scripts/simulate.py"
+
+
+rule simulate_segment:
+    """One job of a run longer than max_runtime: from the previous segment's state (or the
+    start) to its stop, its state saved for the next job."""
+    input:
+        tasks=PATHS.tasks("{run}"),
+        previous=previous_segment,
+    output:
+        temp(PATHS.segment("{run}", "{segment}")),
+    log:
+        PATHS.log("simulate_segment", "{run}.{segment}"),
+    conda:
+        "../../envs/tsmeta.yaml"
+    threads: lambda wildcards: cost(wildcards).threads
+    resources:
+        runtime=lambda wildcards: cost(wildcards).runtime_min,
+        mem_mb=lambda wildcards: cost(wildcards).mem_mb,
+        gpu=lambda wildcards: int(
+            PLAN.sim_settings[wildcards.run].get("device") == "cuda"
+        ),
+    params:
+        run=run_params,
+        settings=lambda wildcards: PLAN.sim_settings[wildcards.run],
+        stop_at=lambda wildcards: cost(wildcards).stop_of(int(wildcards.segment)),
+    script:
+        "../scripts/simulate_segment.py"

@@ -10,8 +10,9 @@ rule theory:
         "../../envs/tsmeta.yaml"
     threads: 1
     resources:
-        runtime=30,
-        mem_mb=2000,
+        # the cost model's estimates with their margins (tsmeta.cost, `tsmeta plan`)
+        runtime=lambda wildcards: PLAN.costs[wildcards.run].theory_runtime_min,
+        mem_mb=lambda wildcards: PLAN.costs[wildcards.run].theory_mem_mb,
     params:
         run=run_params,
         settings=lambda wildcards: PLAN.theory_settings[wildcards.run],

@@ -11,4 +11,5 @@ with log_to(sm.log[0]):
         sm.output[0],
         checkpoint=sm.params.checkpoint,
         progress=True,
+        resume_from=sm.input.previous[0] if sm.input.previous else None,
     )

@@ -13,6 +13,7 @@ import copy
 import itertools
 from dataclasses import dataclass, field
 
+from tsmeta import cost as costs_of
 from tsmeta.config.errors import ConfigError
 from tsmeta.figure_kinds import KINDS, options_of
 from tsmeta.params import DEFAULT_LEVELS, RunParams, axis_values, searches
@@ -79,6 +80,7 @@ class Plan:
     theory_settings: dict[str, dict]  # per run
     variant_settings: dict[str, dict[str, dict]] = field(default_factory=dict)  # run -> label
     results: str = "results"
+    costs: dict[str, costs_of.RunCost] = field(default_factory=dict)  # per run (tsmeta.cost)
 
 
 def _merge(*dicts) -> dict:
@@ -239,4 +241,25 @@ def expand(config: dict) -> Plan:
         theory_settings=theory_settings,
         variant_settings=variant_settings,
         results=config.get("results", "results"),
+        costs=_fit_costs(runs, sim_settings, config),
     )
+
+
+def _fit_costs(runs: dict, sim_settings: dict, config: dict) -> dict[str, costs_of.RunCost]:
+    """Every run's cost under the config's memory_budget and max_runtime; where the budget
+    binds, the run's settings take the smaller draw chunk and Monte-Carlo batch that fit."""
+    resources = {key: config.get(key) for key in ("memory_budget", "max_runtime")}
+    try:
+        costs = costs_of.plan_costs(runs, sim_settings, resources)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    for name, cost in costs.items():
+        settings = SimSettings.from_dict(sim_settings[name])
+        changes = {}
+        if cost.draw_chunk < costs_of.draw_chunk(cost.sampler, settings):
+            changes["draw_chunk"] = cost.draw_chunk
+        if cost.mc_batch < costs_of.mc_batch(cost.sampler, runs[name], settings):
+            changes["mc_batch"] = cost.mc_batch
+        if changes:  # a copy: experiments may share the settings dict
+            sim_settings[name] = _canonical({**sim_settings[name], **changes})
+    return costs

@@ -246,9 +246,6 @@ class GramSampler(Sampler):
         xi = randn(n, n_ex, self.D)
         return xi[..., : self.d] @ L_J.transpose(-1, -2), xi @ B_t.transpose(-1, -2)
 
-    def mc_batch(self, n_ex):
-        return max(1, min(self.settings.mc_tasks, 4_000_000 // (n_ex * self.D)))
-
     def state_dict(self):
         return {"G": self.G.cpu().clone(), "w0": self.w0.cpu().clone()}
 

@@ -46,7 +46,7 @@ def monte_carlo_errors(
     K, M = p.K, p.M
     n_adapt = max(st.mc_adapt, p.P)  # = mc_adapt (the stream of earlier versions) if P <= it
     n_ex = n_adapt + st.mc_test
-    batch = sampler.mc_batch(n_ex)
+    batch = sampler.mc_batch()
     heads = {"eps_meta_mc": st.mc_adapt, "eps_meta_p_mc": p.P}
     out = {name: ([], []) for name in heads}
 

@@ -175,15 +175,29 @@ class Simulation:
         log.info("resumed from %s at t = %d", checkpoint, self.t)
 
     # --- driver --------------------------------------------------------------------------
-    def run(self, checkpoint: str | os.PathLike | None = None, progress: bool | None = None):
+    def run(
+        self,
+        checkpoint: str | os.PathLike | None = None,
+        progress: bool | None = None,
+        resume_from: str | os.PathLike | None = None,
+        stop_at: int | None = None,
+    ):
+        """The sim Dataset; resumes from `checkpoint` if it exists, else from `resume_from`
+        (the previous segment of a run split into jobs). With `stop_at` (a multiple of the
+        draw chunk, below the run's tasks) it stops there, saves the state to `checkpoint`
+        and returns None: a segment."""
         p, st = self.params, self.settings
         checkpoint = Path(checkpoint) if checkpoint else None
-        if checkpoint is not None and checkpoint.exists():
-            self.resume(checkpoint)
+        start = next((Path(f) for f in (checkpoint, resume_from) if f and Path(f).exists()), None)
+        if start is not None:
+            self.resume(start)
         record_at = [int(t) for t in p.record_steps()]
         pending = [t for t in record_at if t >= self.t and t not in self.records["t"]]
         total = p.total_steps
+        end = total if stop_at is None else min(stop_at, total)
         chunk = self.sampler.chunk
+        if end % chunk and end < total:
+            raise ValueError(f"stop_at={stop_at} is not a multiple of the draw chunk {chunk}")
         every = st.checkpoint_every
         if every:
             every = max(chunk, (every + chunk - 1) // chunk * chunk)  # chunk boundaries only
@@ -193,7 +207,7 @@ class Simulation:
         while pending and pending[0] == self.t:
             self.record()
             pending.pop(0)
-        while self.t < total and bool(self.alive.any()):
+        while self.t < end and bool(self.alive.any()):
             n = min(chunk, total - self.t)
             draws = self.draw(n)
             for c in range(n):
@@ -201,12 +215,18 @@ class Simulation:
                 if pending and pending[0] == self.t:
                     self.record()
                     pending.pop(0)
+            del draws  # freed before the next chunk is drawn: one chunk in memory, not two
             self.check_divergence()
             bar.update(self.t, alpha=self.t / p.N, diverged_seeds=int((~self.alive).sum()))
             if checkpoint is not None and every and self.t % every == 0 and self.t < total:
                 self.wall_time += time.perf_counter() - started
                 started = time.perf_counter()
                 self.save_checkpoint(checkpoint)
+        if end < total:  # a segment: the next job resumes from its state
+            bar.close(alpha=self.t / p.N, diverged_seeds=int((~self.alive).sum()))
+            self.wall_time += time.perf_counter() - started
+            self.save_checkpoint(checkpoint)
+            return None
         while pending:  # every seed diverged: the remaining records are NaN
             self.t = pending[0]
             self.record()

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from tsmeta import model
+from tsmeta import cost, model
 from tsmeta.activations import activation
 from tsmeta.algorithms import algorithm
 from tsmeta.params import RunParams
@@ -111,9 +111,9 @@ class Sampler:
             y = y + self.params.noise_std * zeta
         return y
 
-    def mc_batch(self, n_ex: int) -> int:
-        """Monte-Carlo tasks measured at once (bounded memory)."""
-        return self.settings.mc_tasks
+    def mc_batch(self) -> int:
+        """Monte-Carlo tasks measured at once (bounded memory: `tsmeta.cost`)."""
+        return cost.mc_batch(self.name, self.params, self.settings)
 
     def state_dict(self) -> dict:
         raise NotImplementedError
@@ -253,9 +253,6 @@ class DenseSampler(WeightSampler):
 
     def input_sum(self, coef, inputs, h, W, G, xi):
         return coef.transpose(-1, -2) @ inputs
-
-    def mc_batch(self, n_ex):
-        return max(1, 2_000_000 // (n_ex * self.params.N))
 
 
 class ProjectedSampler(WeightSampler):

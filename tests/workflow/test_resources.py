@@ -1,0 +1,57 @@
+"""The jobs' resources in a dry run are the cost model's, per run, and max_runtime splits runs
+into simulate_segment jobs (tsmeta.cost)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tsmeta import config as tsconfig
+
+ROOT = Path(__file__).resolve().parents[2]
+PAPER = ROOT / "config" / "paper.yaml"
+
+
+def dry_run(workdir, *args) -> str:
+    cmd = [
+        sys.executable, "-m", "snakemake", "-n", "-p", "-s", str(ROOT / "Snakefile"),
+        "--configfile", str(PAPER), "--directory", str(workdir), "--cores", "2", *args,
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
+    return result.stdout
+
+
+def job_resources(text: str, rule: str) -> dict[str, dict[str, str]]:
+    """{run wildcard (and segment): resources} of every job of `rule` in a dry run."""
+    jobs = {}
+    for block in text.split("\n\n"):
+        if not re.search(rf"^rule {rule}:", block, re.M):
+            continue
+        wildcards = re.search(r"wildcards: (.*)", block).group(1)
+        resources = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", block)[1]))
+        jobs[wildcards] = resources
+    return jobs
+
+
+@pytest.mark.slow
+def test_dry_run_resources_are_the_estimates_of_each_run(tmp_path):
+    plan = tsconfig.expand(tsconfig.load(PAPER))
+    jobs = job_resources(dry_run(tmp_path), "simulate")
+    assert len(jobs) == len(plan.runs)
+    for wildcards, resources in jobs.items():
+        cost = plan.costs[wildcards.removeprefix("run=")]
+        assert int(resources["mem_mb"]) == cost.mem_mb
+        assert int(resources["runtime"]) == cost.runtime_min
+    assert len({r["mem_mb"] for r in jobs.values()}) > 5
+    assert len({r["runtime"] for r in jobs.values()}) > 5
+
+
+@pytest.mark.slow
+def test_max_runtime_adds_segment_jobs_within_the_limit(tmp_path):
+    text = dry_run(tmp_path, "--config", "max_runtime=120")
+    segments = job_resources(text, "simulate_segment")
+    plan = tsconfig.expand({**tsconfig.load(PAPER), "max_runtime": 120})
+    assert len(segments) == sum(c.segments - 1 for c in plan.costs.values()) > 0
+    assert all(int(r["runtime"]) <= 120 for r in segments.values())
