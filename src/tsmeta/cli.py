@@ -3,6 +3,7 @@
 tsmeta runs [FILE | --config FILE]                   list runs and experiments
 tsmeta validate [FILE | --config FILE]               check a config, name the bad key
 tsmeta check [FILE | --config FILE]                  set aside unreadable result files
+tsmeta claims [FILE | --config FILE] [--results DIR]  the claims table from existing results
 tsmeta tasks     --run NAME --out tasks.nc            (or --set key=value ...)
 tsmeta simulate  --run NAME --tasks tasks.nc --out sim.nc [--checkpoint F] [--device cuda]
 tsmeta theory    --run NAME --tasks tasks.nc --out theory.nc
@@ -96,9 +97,16 @@ def main(argv=None) -> int:
         ("runs", "list runs and experiments"),
         ("validate", "validate a config file"),
         ("check", "open every result file; set aside unreadable ones"),
+        ("claims", "evaluate the config's claims on its results: claims.nc, claims.md"),
     ):
-        p = sub.add_parser(command, parents=[common], help=text)
-        p.add_argument("file", nargs="?", metavar="FILE", help="config file (same as --config)")
+        parsers = {command: sub.add_parser(command, parents=[common], help=text)}
+        parsers[command].add_argument(
+            "file", nargs="?", metavar="FILE", help="config file (same as --config)"
+        )
+        if command == "claims":
+            parsers[command].add_argument(
+                "--results", help="results folder to read and write (default: the config's)"
+            )
     p = sub.add_parser("schema-doc", help="print the config keys as markdown tables")
     p.add_argument("--write", metavar="FILE", help="replace the generated tables of FILE instead")
     p = sub.add_parser("tasks", parents=[common, run_args], help="task-generation stage")
@@ -125,6 +133,10 @@ def main(argv=None) -> int:
             cfg = tsconfig.load(_config_path(args))
             tsconfig.validate(cfg)
             return _check(tsconfig.expand(cfg))
+        elif args.command == "claims":
+            cfg = tsconfig.load(_config_path(args))
+            tsconfig.validate(cfg)
+            return _claims(tsconfig.expand(cfg), args.results)
         elif args.command == "schema-doc":
             if args.write:
                 print(f"wrote {tsconfig.write_schema_doc(args.write)}")
@@ -151,6 +163,18 @@ def main(argv=None) -> int:
     except (tsconfig.ConfigError, ValueError, RuntimeError, OSError) as exc:
         print(f"tsmeta: error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _claims(plan: tsconfig.Plan, results: str | None) -> int:
+    """The claims rule without Snakemake: every claim on the result files that exist."""
+    if not plan.claims:
+        raise ValueError("the config has no `claims`")
+    paths = ResultPaths(results or plan.results)
+    out_nc, out_md = paths.claims("nc"), paths.claims("md")
+    stages.make_claims(plan.claims, paths.claim_inputs(plan), out_nc, out_md, paths.root)
+    print(Path(out_md).read_text())
+    print(f"wrote {out_nc} and {out_md}")
     return 0
 
 

@@ -13,6 +13,7 @@ import copy
 import itertools
 from dataclasses import dataclass, field
 
+from tsmeta.config.claims import check_claims
 from tsmeta.config.errors import ConfigError
 from tsmeta.figure_kinds import KINDS, options_of
 from tsmeta.params import DEFAULT_LEVELS, RunParams, axis_values, searches
@@ -79,6 +80,7 @@ class Plan:
     theory_settings: dict[str, dict]  # per run
     variant_settings: dict[str, dict[str, dict]] = field(default_factory=dict)  # run -> label
     results: str = "results"
+    claims: dict = field(default_factory=dict)  # name -> claim (config key `claims`)
 
 
 def _merge(*dicts) -> dict:
@@ -232,6 +234,9 @@ def expand(config: dict) -> Plan:
         _check_figure_needs(experiments[exp_name])
     if not experiments:
         raise ConfigError("config key 'experiments': at least one experiment is needed")
+    # claim order kept: it is the order of the table
+    claims = {name: _canonical(claim) for name, claim in (config.get("claims") or {}).items()}
+    check_claims(claims, experiments, runs)
     return Plan(
         runs=runs,
         experiments=experiments,
@@ -239,4 +244,5 @@ def expand(config: dict) -> Plan:
         theory_settings=theory_settings,
         variant_settings=variant_settings,
         results=config.get("results", "results"),
+        claims=claims,
     )
