@@ -126,6 +126,19 @@ def test_difference_of_escape_alphas_has_the_standard_error_of_two_means():
     assert flipped.verdict == claims.CONTRADICTED
 
 
+def test_a_difference_of_few_seeds_needs_students_t():
+    # two seeds per group, means 3 standard errors apart: enough for z = 2 under the normal,
+    # not under Student's t with 2 degrees of freedom (4.5 standard errors)
+    test = {"kind": "difference", "quantity": "escape_alpha", "level": 0.01,
+            "groups": [{"init": "random"}, {"init": "symmetric"}]}  # fmt: skip
+    few = Results(
+        sims={"exp": [sim([20, 22], init="random"), sim([24.24, 26.24], init="symmetric")]}
+    )
+    out = evaluate(claim(test), few)
+    assert out.value / out.error == pytest.approx(3.0, rel=0.05)
+    assert out.verdict == claims.NOT_SEEN and "at 4.5" in out.note
+
+
 def test_difference_of_fractions_per_K_and_its_flip():
     runs = [sim([20.0] * 25, K=3), sim([20.0] * 12 + [math.nan] * 13, K=6)]
     test = {"kind": "difference", "level": 0.01, "alpha": 90,
