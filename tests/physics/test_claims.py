@@ -174,6 +174,9 @@ def test_power_law_recovers_a_known_exponent():
     out = evaluate(claim(test), Results(sweeps={"exp": threshold_sweep(0.5, noise=0.02)}))
     assert out.value == pytest.approx(0.5, abs=0.1)  # 2 % scatter on 5 points: s.e. ~0.04
     assert out.verdict == claims.CONTRADICTED
+    # scatter that cannot tell 1 from 0.5 (s.e. ~0.4) decides nothing
+    noisy = evaluate(claim(test), Results(sweeps={"exp": threshold_sweep(1.0, noise=0.3)}))
+    assert noisy.error > 0.25 and noisy.verdict == claims.NOT_SEEN, noisy
 
 
 # --- region ------------------------------------------------------------------------------
