@@ -172,7 +172,8 @@ def _claims(plan: tsconfig.Plan, results: str | None) -> int:
         raise ValueError("the config has no `claims`")
     paths = ResultPaths(results or plan.results)
     out_nc, out_md = paths.claims("nc"), paths.claims("md")
-    stages.make_claims(plan.claims, paths.claim_inputs(plan), out_nc, out_md, paths.root)
+    inputs = paths.claim_inputs(plan)
+    stages.make_claims(plan.claims, inputs, out_nc, out_md, paths.root, plan.claims_left_out)
     print(Path(out_md).read_text())
     print(f"wrote {out_nc} and {out_md}")
     return 0

@@ -107,7 +107,9 @@ class ResultPaths:
         from tsmeta.claims.spec import READS_RUNS, ClaimTest
 
         wanted: dict[str, set] = {}
-        for claim in plan.claims.values():
+        for name, claim in plan.claims.items():
+            if name in plan.claims_left_out:
+                continue
             test = ClaimTest.from_dict(claim["test"])
             part = {"sim": "sims", "theory": "theories"}[test.source]
             for exp in claim["experiments"]:

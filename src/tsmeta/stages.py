@@ -111,10 +111,13 @@ def make_comparison(
     return write_netcdf(ds, out)
 
 
-def make_claims(claims: dict, inputs: dict, out_nc, out_md, title: str = "") -> list[Path]:
-    """results/claims.nc and claims.md: every claim (config key `claims`) evaluated on the
-    files of `inputs` ({experiment: {"sims", "theories", "sweeps": [paths]}},
-    `ResultPaths.claim_inputs`)."""
+def make_claims(
+    claims: dict, inputs: dict, out_nc, out_md, title: str = "", left_out=None
+) -> list[Path]:
+    """results/claims.nc and claims.md: every claim (config key `claims`, in its order)
+    evaluated on the files of `inputs` ({experiment: {"sims", "theories", "sweeps":
+    [paths]}}, `ResultPaths.claim_inputs`); those of `left_out` (name -> reason,
+    `Plan.claims_left_out`) as rows that say why they were not evaluated."""
     from tsmeta.claims import Results, claims_dataset, claims_markdown, evaluate_all
 
     results = Results.from_files(
@@ -122,7 +125,7 @@ def make_claims(claims: dict, inputs: dict, out_nc, out_md, title: str = "") -> 
         {exp: files["theories"] for exp, files in inputs.items()},
         {exp: files["sweeps"][0] for exp, files in inputs.items() if files["sweeps"]},
     )
-    outcomes = evaluate_all(claims, results)
+    outcomes = evaluate_all(claims, results, left_out)
     ds = claims_dataset(claims, outcomes)
     ds.attrs.update(stage="claims", title=title)
     write_netcdf(ds, out_nc)

@@ -32,14 +32,11 @@ def with_claim(**changes) -> dict:
 @pytest.mark.parametrize(
     "changes,message",
     [
-        ({"experiments": ["nowhere"]}, "'claims.reaches_level.experiments': ['nowhere'] not among"),
         ({"figure": "nowhere"}, "'claims.reaches_level.figure': 'nowhere' is not an experiment"),
         ({"test_kind": "vote"}, "'claims.reaches_level.test.kind': 'vote' is not allowed"),
         ({"test_groups": [{"K": 3}]}, "'claims.reaches_level.test.groups': not a parameter of "
                                       "test kind 'fraction'"),
         ({"test_max_fraction": 0.5}, "'claims.reaches_level.test.min_fraction': give exactly one"),
-        ({"test_runs": {"init": "sideways"}}, "no run of ['dynamics'] with stage 'simulate' "
-                                              "matches {'init': 'sideways'}"),
         ({"test_quantity": "escape_alpha"}, "'claims.reaches_level.test.quantity': a fraction "
                                             "counts a 0/1 quantity"),
         ({"test_level": -1}, "'claims.reaches_level.test.level': -1 is out of range"),
@@ -52,11 +49,34 @@ def test_a_bad_claim_names_its_key(changes, message):
     assert message in str(info.value)
 
 
-def test_a_sweep_test_needs_an_experiment_with_a_sweep():
+@pytest.mark.parametrize(
+    "name,changes,reason",
+    [
+        ("reaches_level", {"experiments": ["nowhere"]}, "experiment(s) ['nowhere'] not in"),
+        ("reaches_level", {"test_runs": {"init": "sideways"}},
+         "no run of ['dynamics'] (simulate) matches {'init': 'sideways'}"),
+        ("failure_large_rates", {"experiments": ["dynamics"]}, "no theory sweep in ['dynamics']"),
+    ],
+)  # fmt: skip
+def test_a_claim_the_config_cannot_answer_is_left_out_with_its_reason(name, changes, reason):
     config = copy.deepcopy(TEST)
-    config["claims"]["failure_large_rates"]["experiments"] = ["dynamics"]
-    with pytest.raises(tsconfig.ConfigError, match="'claims.failure_large_rates.test.kind'"):
-        tsconfig.validate(config)
+    for key, value in changes.items():
+        if key.startswith("test_"):
+            config["claims"][name]["test"][key.removeprefix("test_")] = value
+        else:
+            config["claims"][name][key] = value
+    plan = tsconfig.validate(config)
+    assert reason in plan.claims_left_out[name]
+    assert name not in {c for c in plan.claims if c not in plan.claims_left_out}
+    # a config trimmed to one experiment still validates; its other claims are left out
+    config["experiments"] = {"dynamics": config["experiments"]["dynamics"]}
+    plan = tsconfig.validate(config)
+    assert set(plan.claims_left_out) == {
+        "minimal_eta_J_grows_with_K",
+        "failure_large_rates",
+        "overparam_reach",
+    } | ({name} - {"failure_large_rates"})
+    assert set(ResultPaths(plan.results).claim_inputs(plan)) == {"dynamics"}
 
 
 def test_schema_defaults_of_a_claims_test_are_the_code_defaults():

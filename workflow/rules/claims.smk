@@ -15,5 +15,6 @@ rule claims:
         claims=lambda wildcards: PLAN.claims,
         inputs=lambda wildcards: PATHS.claim_inputs(PLAN),
         title=lambda wildcards: PLAN.results,
+        left_out=lambda wildcards: PLAN.claims_left_out,
     script:
         "../scripts/claims.py"

@@ -3,32 +3,12 @@ the choice of runs by their parameters."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import xarray as xr
 
+from tsmeta.claims.spec import matches
 from tsmeta.io import open_dataset, params_from_attrs
-from tsmeta.params import RunParams
-
-
-def matches(params: RunParams | dict, chosen: dict) -> bool:
-    """Whether a run's parameters have every value of `chosen` (a list: any of its values;
-    numbers compared to a relative 1e-6, so 3.4641016 picks sqrt(12))."""
-    values = params if isinstance(params, dict) else params.to_dict()
-    for key, wanted in chosen.items():
-        options = wanted if isinstance(wanted, list) else [wanted]
-        have = values.get(key)
-        if not any(same_value(have, option) for option in options):
-            return False
-    return True
-
-
-def same_value(a, b) -> bool:
-    numbers = (int, float)
-    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool):
-        return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-12)
-    return a == b
 
 
 @dataclass

@@ -1,6 +1,10 @@
 """Per-seed quantities of a run that the claims' tests count or compare. Each takes a
 simulation or theory Dataset and the claim's test settings and returns one value per seed;
-`binary` ones are 0/1 (NaN: the seed does not count) and are read as fractions."""
+`binary` ones are 0/1 (NaN: the seed does not count) and are read as fractions.
+
+tsmeta.analysis (and scipy with it) is imported inside the functions: the config check
+reads this table, and the config package stays free of scipy (tests/unit/test_figure_kinds).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,6 @@ from typing import NamedTuple
 
 import numpy as np
 import xarray as xr
-
-from tsmeta.analysis import escape_alphas, last_finite_records, specialised_alignment
 
 
 def alpha_final(ds: xr.Dataset) -> float:
@@ -25,6 +27,8 @@ def censored(ds: xr.Dataset, test) -> bool:
 
 def reached(ds: xr.Dataset, test) -> np.ndarray:
     """1 where eps_meta falls below test.level by test.alpha (the run's end where null)."""
+    from tsmeta.analysis import escape_alphas
+
     crossing = escape_alphas(ds, test.level)
     by = alpha_final(ds) if test.alpha is None else test.alpha
     return np.where(np.isfinite(crossing) & (crossing <= by), 1.0, 0.0)
@@ -33,12 +37,16 @@ def reached(ds: xr.Dataset, test) -> np.ndarray:
 def escape_alpha(ds: xr.Dataset, test) -> np.ndarray:
     """The first alpha with eps_meta < test.level; the run's final alpha where it never
     gets there (a lower bound, so a later escape is never overstated)."""
+    from tsmeta.analysis import escape_alphas
+
     crossing = escape_alphas(ds, test.level, interpolate=True)
     return np.where(np.isfinite(crossing), crossing, alpha_final(ds))
 
 
 def log10_final_error(ds: xr.Dataset, test) -> np.ndarray:
     """log10 of eps_meta at the seed's last finite record (NaN for a seed without one)."""
+    from tsmeta.analysis import last_finite_records
+
     eps = ds["eps_meta"].transpose("seed", "alpha").values
     out = np.full(eps.shape[0], np.nan)
     for s, last in enumerate(last_finite_records(eps)):
@@ -53,13 +61,18 @@ def specialised_at(ds: xr.Dataset, record: int, seed: int) -> float:
     if record < 0:
         return math.nan
     R = ds["R"].transpose("seed", "alpha", "k", "n").values[seed, record]
+    from tsmeta.analysis import specialised_alignment
+
     return 0.0 if specialised_alignment(R) is None else 1.0
 
 
 def specialised_at_end(ds: xr.Dataset, test) -> np.ndarray:
     """1 where the units have specialised at the seed's last finite record."""
     R = ds["R"].transpose("seed", "alpha", "k", "n").values
-    return np.array([specialised_at(ds, last, s) for s, last in enumerate(last_finite_records(R))])
+    from tsmeta.analysis import last_finite_records
+
+    lasts = last_finite_records(R)
+    return np.array([specialised_at(ds, last, s) for s, last in enumerate(lasts)])
 
 
 def specialised_at_level(ds: xr.Dataset, test) -> np.ndarray:

@@ -3,6 +3,7 @@ with the defaults of the schema, and the checks that name the bad key."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 
 from tsmeta.claims.quantities import QUANTITIES
@@ -88,3 +89,22 @@ class ClaimTest:
 
 def parameter_names() -> list[str]:
     return [f.name for f in fields(ClaimTest)]
+
+
+def matches(params, chosen: dict) -> bool:
+    """Whether a run's parameters (RunParams or a dict) have every value of `chosen` (a
+    list: any of its values; numbers compared to a relative 1e-6, so 3.4641016 picks
+    sqrt(12))."""
+    values = params if isinstance(params, dict) else params.to_dict()
+    for key, wanted in chosen.items():
+        options = wanted if isinstance(wanted, list) else [wanted]
+        if not any(same_value(values.get(key), option) for option in options):
+            return False
+    return True
+
+
+def same_value(a, b) -> bool:
+    numbers = (int, float)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-12)
+    return a == b

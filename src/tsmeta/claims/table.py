@@ -10,7 +10,7 @@ import xarray as xr
 
 from tsmeta.claims.inputs import Results
 from tsmeta.claims.kinds import TEST_KINDS
-from tsmeta.claims.outcome import HOLDS, HOLDS_UNDER_CONDITIONS, Outcome
+from tsmeta.claims.outcome import HOLDS, HOLDS_UNDER_CONDITIONS, NOT_SEEN, Outcome
 from tsmeta.claims.spec import ClaimTest
 
 
@@ -24,8 +24,19 @@ def evaluate(claim: dict, results: Results) -> Outcome:
     return outcome
 
 
-def evaluate_all(claims: dict, results: Results) -> dict[str, Outcome]:
-    return {name: evaluate(claim, results) for name, claim in claims.items()}
+def left_out_outcome(reason: str) -> Outcome:
+    nan = math.nan
+    return Outcome("-", nan, nan, nan, nan, 0, [], NOT_SEEN, f"not evaluated: {reason}")
+
+
+def evaluate_all(claims: dict, results: Results, left_out: dict | None = None) -> dict:
+    """{name: Outcome} of every claim, in config order; a claim the config cannot evaluate
+    (`left_out`: name -> reason, `Plan.claims_left_out`) is "not seen" with its reason."""
+    left_out = left_out or {}
+    return {
+        name: left_out_outcome(left_out[name]) if name in left_out else evaluate(claim, results)
+        for name, claim in claims.items()
+    }
 
 
 def claims_dataset(claims: dict, outcomes: dict[str, Outcome]) -> xr.Dataset:

@@ -81,6 +81,7 @@ class Plan:
     variant_settings: dict[str, dict[str, dict]] = field(default_factory=dict)  # run -> label
     results: str = "results"
     claims: dict = field(default_factory=dict)  # name -> claim (config key `claims`)
+    claims_left_out: dict = field(default_factory=dict)  # name -> why the plan cannot test it
 
 
 def _merge(*dicts) -> dict:
@@ -236,7 +237,7 @@ def expand(config: dict) -> Plan:
         raise ConfigError("config key 'experiments': at least one experiment is needed")
     # claim order kept: it is the order of the table
     claims = {name: _canonical(claim) for name, claim in (config.get("claims") or {}).items()}
-    check_claims(claims, experiments, runs)
+    claims_left_out = check_claims(claims, experiments, runs)
     return Plan(
         runs=runs,
         experiments=experiments,
@@ -245,4 +246,5 @@ def expand(config: dict) -> Plan:
         variant_settings=variant_settings,
         results=config.get("results", "results"),
         claims=claims,
+        claims_left_out=claims_left_out,
     )
