@@ -126,6 +126,8 @@ def make_claims(
         {exp: files["sweeps"][0] for exp, files in inputs.items() if files["sweeps"]},
     )
     outcomes = evaluate_all(claims, results, left_out)
+    for name, o in outcomes.items():
+        log.info("claim %s: %s (%s = %.4g)", name, o.verdict, o.statistic, o.value)
     ds = claims_dataset(claims, outcomes)
     ds.attrs.update(stage="claims", title=title)
     write_netcdf(ds, out_nc)
