@@ -244,3 +244,8 @@ def test_make_claims_writes_the_table_and_every_statistic(tmp_path):
     assert ds["group_n"].values[1].tolist() == [10, 10]
     text = md.read_text()
     assert "| reach |" in text and "**holds**" in text and "## Per group" in text
+    # the same run broken (its seeds never reach the level): the claim that reads it flips
+    write_netcdf(sim([math.nan] * 10).assign_attrs(stage="simulate"), path)
+    make_claims(table, inputs, tmp_path / "claims.nc", tmp_path / "claims.md")
+    broken = open_dataset(tmp_path / "claims.nc", stage="claims")
+    assert broken["verdict"].values[0] == claims.CONTRADICTED and broken["value"].values[0] == 0
