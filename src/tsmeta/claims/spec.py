@@ -4,7 +4,7 @@ with the defaults of the schema, and the checks that name the bad key."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from tsmeta.claims.quantities import QUANTITIES
 
@@ -85,10 +85,6 @@ class ClaimTest:
     def choices(self) -> list[dict]:
         """The run choices the test reads: each group merged onto `runs`, or `runs`."""
         return [{**self.runs, **group} for group in self.groups] or [dict(self.runs)]
-
-
-def parameter_names() -> list[str]:
-    return [f.name for f in fields(ClaimTest)]
 
 
 def matches(params, chosen: dict) -> bool:
