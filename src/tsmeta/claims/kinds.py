@@ -238,18 +238,24 @@ def region(results: Results, experiments, test: ClaimTest) -> Outcome:
         groups.append(Group(label, area, error, area - error, area + error, int(plane.sum())))
     what = "diverge" if test.measure == "diverged" else f"reach eps_meta < {test.level:g}"
     statistic = f"area [decades^2] of the rates that {what}"
+    # a region cut by the grid's border is larger than counted: say so
+    border = mask.isel(eta_J=[0, -1]).any() | mask.isel(eta_w=[0, -1]).any()
+    clipped = f"; it reaches the sweep's border ({sweep_extent(ds)})" if bool(border) else ""
     if test.expect == "exists" or len(groups) < 2:
         total = sum(g.value for g in groups)
         found = bool(mask.any())
         note = where_text(ds, mask) if found else f"no member of the sweep ({sweep_extent(ds)})"
         error = math.sqrt(sum(g.error**2 for g in groups))
         verdict = HOLDS if found else NOT_SEEN
+        if test.expect != "exists":
+            verdict, note = NOT_SEEN, f"one value of {test.x} in the sweep; " + note
         return Outcome(statistic, total, error, total - error, total + error,
-                       int(mask.sum()), [name], verdict, note, groups)  # fmt: skip
+                       int(mask.sum()), [name], verdict, note + clipped, groups)  # fmt: skip
     first, last = groups[0], groups[-1]
     value, error = last.value - first.value, math.hypot(first.error, last.error)
     sign = 1 if test.expect == "grows" else -1
     note = f"({last.label}) - ({first.label}), claim {test.expect} at {test.z:g} edge errors"
+    note += clipped
     return Outcome(
         f"change of the {statistic}", value, error, value - test.z * error,
         value + test.z * error, int(mask.sum()), [name],
