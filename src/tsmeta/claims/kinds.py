@@ -9,6 +9,12 @@ claim's experiments and its ClaimTest and returns an Outcome.
   with its standard error, against a value;
 - region: the area of the (eta_J, eta_w) region of a theory sweep that succeeds (or
   diverges), per value of an axis: that it grows, shrinks or exists.
+
+A new kind: a function (Results, experiments, ClaimTest) -> Outcome here and in TEST_KINDS,
+its parameters in `spec.KIND_PARAMETERS` (new ones as ClaimTest fields with their
+defaults), the kind and any new parameter in the schema's `claim_test` (`tsmeta schema-doc
+--write config/README.md`), and a test on synthetic results with a known answer
+(tests/physics/test_claims.py). A new per-seed quantity: a function in `quantities`.
 """
 
 from __future__ import annotations
