@@ -11,7 +11,8 @@ claim's experiments and its ClaimTest and returns an Outcome.
   diverges), per value of an axis: that it grows, shrinks or exists.
 
 A new kind: a function (Results, experiments, ClaimTest) -> Outcome here and in TEST_KINDS,
-its parameters in `spec.KIND_PARAMETERS` (new ones as ClaimTest fields with their
+its parameters in `spec.KIND_PARAMETERS` (and in `spec.READS_RUNS` if it reads runs rather
+than a theory sweep; new parameters as ClaimTest fields with their
 defaults), the kind and any new parameter in the schema's `claim_test` (`tsmeta schema-doc
 --write config/README.md`), and a test on synthetic results with a known answer
 (tests/physics/test_claims.py). A new per-seed quantity: a function in `quantities`.
