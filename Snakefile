@@ -1,5 +1,6 @@
 # tsmeta: dynamics of meta-learning in the teacher-student scenario (arXiv 2408.12545).
-# Stages: tasks -> simulate -> theory -> compare -> figure data -> figure, one rule file each.
+# Stages: tasks -> simulate -> theory -> compare -> figure data -> figure, one rule file each;
+# the claims rule reads the results of the experiments its claims name.
 import os
 import sys
 from pathlib import Path
@@ -36,6 +37,7 @@ include: "workflow/rules/simulate.smk"
 include: "workflow/rules/theory.smk"
 include: "workflow/rules/compare.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/claims.smk"
 
 
 rule all:

@@ -4,6 +4,7 @@ tsmeta runs [FILE | --config FILE]                   list runs and experiments
 tsmeta validate [FILE | --config FILE]               check a config, name the bad key
 tsmeta plan [FILE | --config FILE]                   per-run cost estimate (tsmeta.cost)
 tsmeta check [FILE | --config FILE]                  set aside unreadable result files
+tsmeta claims [FILE | --config FILE] [--results DIR]  the claims table from existing results
 tsmeta tasks     --run NAME --out tasks.nc            (or --set key=value ...)
 tsmeta simulate  --run NAME --tasks tasks.nc --out sim.nc [--checkpoint F] [--device cuda]
 tsmeta theory    --run NAME --tasks tasks.nc --out theory.nc
@@ -98,11 +99,17 @@ def main(argv=None) -> int:
         ("validate", "validate a config file"),
         ("check", "open every result file; set aside unreadable ones"),
         ("plan", "per-run estimate of memory and time, each experiment's and the total"),
+        ("claims", "evaluate the config's claims on its results: claims.nc, claims.md"),
     ):
         p = sub.add_parser(command, parents=[common], help=text)
         p.add_argument("file", nargs="?", metavar="FILE", help="config file (same as --config)")
-    p.add_argument("--memory-budget", type=float, help="MB per job (the config's memory_budget)")
-    p.add_argument("--max-runtime", type=float, help="minutes per job (the config's max_runtime)")
+        if command == "plan":
+            p.add_argument("--memory-budget", type=float, help="MB per job (memory_budget)")
+            p.add_argument("--max-runtime", type=float, help="minutes per job (max_runtime)")
+        if command == "claims":
+            p.add_argument(
+                "--results", help="results folder to read and write (default: the config's)"
+            )
     p = sub.add_parser("schema-doc", help="print the config keys as markdown tables")
     p.add_argument("--write", metavar="FILE", help="replace the generated tables of FILE instead")
     p = sub.add_parser("tasks", parents=[common, run_args], help="task-generation stage")
@@ -129,6 +136,10 @@ def main(argv=None) -> int:
             cfg = tsconfig.load(_config_path(args))
             tsconfig.validate(cfg)
             return _check(tsconfig.expand(cfg))
+        elif args.command == "claims":
+            cfg = tsconfig.load(_config_path(args))
+            tsconfig.validate(cfg)
+            return _claims(tsconfig.expand(cfg), args.results)
         elif args.command == "schema-doc":
             if args.write:
                 print(f"wrote {tsconfig.write_schema_doc(args.write)}")
@@ -170,6 +181,19 @@ def _plan_table(args) -> str:
             cfg[key] = getattr(args, key)
     plan = tsconfig.validate(cfg)
     return cost_table(plan.costs, {name: exp.runs for name, exp in plan.experiments.items()})
+
+
+def _claims(plan: tsconfig.Plan, results: str | None) -> int:
+    """The claims rule without Snakemake: every claim on the result files that exist."""
+    if not plan.claims:
+        raise ValueError("the config has no `claims`")
+    paths = ResultPaths(results or plan.results)
+    out_nc, out_md = paths.claims("nc"), paths.claims("md")
+    inputs = paths.claim_inputs(plan)
+    stages.make_claims(plan.claims, inputs, out_nc, out_md, paths.root, plan.claims_left_out)
+    print(Path(out_md).read_text())
+    print(f"wrote {out_nc} and {out_md}")
+    return 0
 
 
 def _check(plan: tsconfig.Plan) -> int:

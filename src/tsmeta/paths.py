@@ -4,6 +4,7 @@
     <results>/experiments/<experiment>/compare.nc, sweep.nc
     <results>/figures/<experiment>.<format>
     <results>/logs/<rule>/<name>.log
+    <results>/claims.nc, claims.md
 
 Names may be Snakemake wildcards ("{run}"), so that the rules' patterns come from here too.
 Which files a plan makes (`run_files`, `experiment_files`, `result_files`) is decided here
@@ -56,6 +57,10 @@ class ResultPaths:
     def figure(self, experiment: str, fmt: str) -> str:
         return f"{self.root}/figures/{experiment}.{fmt}"
 
+    def claims(self, fmt: str) -> str:
+        """The claims table (nc: every statistic with its uncertainty; md: the table)."""
+        return f"{self.root}/claims.{fmt}"
+
     def log(self, rule: str, name: str) -> str:
         return f"{self.root}/logs/{rule}/{name}.log"
 
@@ -98,3 +103,36 @@ class ResultPaths:
         """Every data file of the plan, once each, in experiment order (no figures)."""
         files = [f for name in plan.experiments for f in self.experiment_files(plan, name)]
         return list(dict.fromkeys(files))
+
+    def claim_inputs(self, plan) -> dict:
+        """{experiment: {"sims", "theories", "sweeps": [files]}} that the plan's claims read:
+        every run of an experiment in the source its claims test (a claim picks its runs by
+        their parameters), its sweep where a claim reads a sweep."""
+        from tsmeta.claims.spec import READS_RUNS, ClaimTest
+
+        wanted: dict[str, set] = {}
+        for name, claim in plan.claims.items():
+            if name in plan.claims_left_out:
+                continue
+            test = ClaimTest.from_dict(claim["test"])
+            part = {"sim": "sims", "theory": "theories"}[test.source]
+            for exp in claim["experiments"]:
+                wanted.setdefault(exp, set()).add(part if test.kind in READS_RUNS else "sweeps")
+        files = {
+            "sims": lambda exp: self.run_files(plan, exp, "simulate"),
+            "theories": lambda exp: self.run_files(plan, exp, "theory"),
+            "sweeps": lambda exp: self.sweep_files(plan, exp),
+        }
+        return {
+            exp: {part: (get(exp) if part in parts else []) for part, get in files.items()}
+            for exp, parts in wanted.items()
+        }
+
+    def claim_files(self, plan) -> list:
+        """The files the claims rule reads, once each."""
+        inputs = self.claim_inputs(plan).values()
+        return list(dict.fromkeys(f for files in inputs for group in files.values() for f in group))
+
+    def claims_files(self, plan) -> list:
+        """results/claims.nc and claims.md where the plan has claims."""
+        return [self.claims("nc"), self.claims("md")] if plan.claims else []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from tsmeta.io import open_dataset, params_from_attrs, write_netcdf
+from tsmeta.io import atomic_output, open_dataset, params_from_attrs, write_netcdf
 from tsmeta.params import FIRST_STAGE_LEVEL, RunParams
 from tsmeta.settings import SimSettings, TheorySettings
 
@@ -126,6 +126,31 @@ def make_comparison(
     ds = comparison(sims, theories, level, alpha_end)
     ds.attrs.update(stage="compare", experiment=experiment)
     return write_netcdf(ds, out)
+
+
+def make_claims(
+    claims: dict, inputs: dict, out_nc, out_md, title: str = "", left_out=None
+) -> list[Path]:
+    """results/claims.nc and claims.md: every claim (config key `claims`, in its order)
+    evaluated on the files of `inputs` ({experiment: {"sims", "theories", "sweeps":
+    [paths]}}, `ResultPaths.claim_inputs`); those of `left_out` (name -> reason,
+    `Plan.claims_left_out`) as rows that say why they were not evaluated."""
+    from tsmeta.claims import Results, claims_dataset, claims_markdown, evaluate_all
+
+    results = Results.from_files(
+        {exp: files["sims"] for exp, files in inputs.items()},
+        {exp: files["theories"] for exp, files in inputs.items()},
+        {exp: files["sweeps"][0] for exp, files in inputs.items() if files["sweeps"]},
+    )
+    outcomes = evaluate_all(claims, results, left_out)
+    for name, o in outcomes.items():
+        log.info("claim %s: %s (%s = %.4g)", name, o.verdict, o.statistic, o.value)
+    ds = claims_dataset(claims, outcomes)
+    ds.attrs.update(stage="claims", title=title)
+    write_netcdf(ds, out_nc)
+    with atomic_output(out_md) as tmp:
+        tmp.write_text(claims_markdown(claims, outcomes, title))
+    return [Path(out_nc), Path(out_md)]
 
 
 def make_figure_data(

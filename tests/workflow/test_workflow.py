@@ -215,6 +215,27 @@ def test_an_option_reruns_only_the_stages_it_changes(
 
 
 @pytest.mark.slow
+def test_the_claims_table_has_a_row_per_claim_with_numbers(finished_workflow):
+    results = finished_workflow / "results"
+    claims = yaml.safe_load(TEST_CONFIG.read_text())["claims"]
+    table = open_dataset(results / "claims.nc", stage="claims")
+    assert list(table["claim"].values) == list(claims)
+    assert all(runs for runs in table["runs"].values)  # every statistic names its sources
+    text = (results / "claims.md").read_text()
+    for name in claims:
+        assert sum(line.startswith(f"| {name} |") for line in text.splitlines()) >= 1, name
+
+
+@pytest.mark.slow
+def test_a_claims_threshold_reruns_only_the_claims_rule(finished_workflow, tmp_path):
+    def edit(config):
+        config["claims"]["reaches_level"]["test"]["level"] = 0.2
+
+    out = snakemake(finished_workflow, "--dry-run", config=_edited_config(tmp_path, edit))
+    assert _planned_jobs(out.stdout) - {("all", "")} == {("claims", "")}, out.stdout
+
+
+@pytest.mark.slow
 def test_report_contains_every_figure(finished_workflow):
     snakemake(finished_workflow, "--report", "report.html")
     html = (finished_workflow / "report.html").read_text(errors="replace")

@@ -62,8 +62,14 @@ def sweep_file(wildcards):
 
 
 def all_outputs():
-    """Every file of every experiment (runs, comparisons, sweeps) and its figure."""
-    return PATHS.result_files(PLAN) + all_figures()
+    """Every file of every experiment (runs, comparisons, sweeps), its figure, and the
+    claims table where the config has claims."""
+    return PATHS.result_files(PLAN) + all_figures() + PATHS.claims_files(PLAN)
+
+
+def claim_files(wildcards):
+    """The results the claims read (tsmeta.paths.ResultPaths.claim_inputs)."""
+    return PATHS.claim_files(PLAN)
 
 
 def all_figures():

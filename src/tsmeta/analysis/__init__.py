@@ -6,8 +6,8 @@ diverged seed are NaN from its divergence on, so every reduction here ignores Na
 
 One module per concept: `relabel` (student units onto teacher units, arrangements),
 `crossings` (where eps_meta crosses a level: escapes, first stage, sweep thresholds),
-`comparison` (simulation against theory, compare.nc), `stats` (means, correlations, fits in
-log N), `laws` (the paper's claims). Every public name is re-exported here.
+`comparison` (simulation against theory, compare.nc), `stats` (means, proportions, correlations,
+fits in log N), `laws` (the paper's claims). Every public name is re-exported here.
 """
 
 from tsmeta.analysis.comparison import (
@@ -61,10 +61,12 @@ from tsmeta.analysis.stats import (
     LogSlope,
     MeanError,
     PowerLaw,
+    Proportion,
     correlation,
     fit_log_slope,
     fit_power_law,
     mean_error,
+    proportion,
 )
 
 __all__ = [
@@ -81,6 +83,7 @@ __all__ = [
     "LogSlope",
     "MeanError",
     "PowerLaw",
+    "Proportion",
     "align",
     "align_pair",
     "alignment",
@@ -106,6 +109,7 @@ __all__ = [
     "log_interpolate",
     "mean_error",
     "minimal_rate",
+    "proportion",
     "rate_law",
     "run_activation",
     "run_arrangements",

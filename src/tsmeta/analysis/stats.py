@@ -1,5 +1,5 @@
-"""Statistics of seeds and runs: mean with standard error, correlation, straight-line fits
-in log N (power laws and log slopes), all over the finite values only."""
+"""Statistics of seeds and runs: mean with standard error, binomial proportions, correlation,
+straight-line fits in log N (power laws and log slopes), all over the finite values only."""
 
 from __future__ import annotations
 
@@ -28,6 +28,37 @@ def mean_error(values) -> MeanError:
         return MeanError(nan, nan, nan, 0, len(v))
     std = float(np.std(done, ddof=1)) if len(done) > 1 else nan
     return MeanError(float(done.mean()), std / math.sqrt(len(done)), std, len(done), len(v))
+
+
+class Proportion(NamedTuple):
+    """k successes of n trials: the fraction k / n, its standard error sqrt(p (1 - p) / n) and
+    the Wilson score interval [lower, upper] at `confidence` (NaN for n = 0)."""
+
+    fraction: float
+    error: float
+    lower: float
+    upper: float
+    k: int
+    n: int
+    confidence: float
+
+
+def proportion(k: int, n: int, confidence: float = 0.95) -> Proportion:
+    """The fraction k / n with its Wilson score interval, which stays inside [0, 1] and keeps
+    its coverage at k = 0 or k = n, where the normal interval collapses to a point."""
+    if not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n, got k={k!r}, n={n!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    nan = float("nan")
+    if n == 0:
+        return Proportion(nan, nan, nan, nan, 0, 0, confidence)
+    p = k / n
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    lower, upper = max(0.0, centre - half), min(1.0, centre + half)
+    return Proportion(p, math.sqrt(p * (1 - p) / n), lower, upper, k, n, confidence)
 
 
 class Correlation(NamedTuple):

@@ -14,6 +14,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from tsmeta import cost as costs_of
+from tsmeta.config.claims import check_claims
 from tsmeta.config.errors import ConfigError
 from tsmeta.figure_kinds import KINDS, options_of
 from tsmeta.params import DEFAULT_LEVELS, RunParams, axis_values, searches
@@ -81,6 +82,8 @@ class Plan:
     variant_settings: dict[str, dict[str, dict]] = field(default_factory=dict)  # run -> label
     results: str = "results"
     costs: dict[str, costs_of.RunCost] = field(default_factory=dict)  # per run (tsmeta.cost)
+    claims: dict = field(default_factory=dict)  # name -> claim (config key `claims`)
+    claims_left_out: dict = field(default_factory=dict)  # name -> why the plan cannot test it
 
 
 def _merge(*dicts) -> dict:
@@ -234,6 +237,9 @@ def expand(config: dict) -> Plan:
         _check_figure_needs(experiments[exp_name])
     if not experiments:
         raise ConfigError("config key 'experiments': at least one experiment is needed")
+    # claim order kept: it is the order of the table
+    claims = {name: _canonical(claim) for name, claim in (config.get("claims") or {}).items()}
+    claims_left_out = check_claims(claims, experiments, runs)
     return Plan(
         runs=runs,
         experiments=experiments,
@@ -242,6 +248,8 @@ def expand(config: dict) -> Plan:
         variant_settings=variant_settings,
         results=config.get("results", "results"),
         costs=_fit_costs(runs, sim_settings, config),
+        claims=claims,
+        claims_left_out=claims_left_out,
     )
 
 

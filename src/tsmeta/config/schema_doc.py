@@ -20,6 +20,7 @@ def _schema_sections(schema: dict) -> list[tuple[str, dict]]:
     experiment = {k: v for k, v in properties.items() if k not in nested}
     sections.append(("experiments.<name>", {"properties": experiment}))
     sections += [(f"experiments.<name>.{key}", properties[key]) for key in nested]
+    sections += [("claims.<name>", defs["claim"]), ("claims.<name>.test", defs["claim_test"])]
     # the plain keys of the top level (results, memory_budget, max_runtime)
     plain = {
         k: v for k, v in schema["properties"].items() if "$ref" not in v and k != "experiments"
