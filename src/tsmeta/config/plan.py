@@ -192,35 +192,9 @@ def expand(config: dict) -> Plan:
             runs[name] = params
             if name not in names:
                 names.append(name)
-        sweep = None
-        if entry.get("theory_sweep"):
-            sweep = dict(entry["theory_sweep"])
-            base = _merge(defaults, entry.get("base"), sweep.get("base"))
-            try:
-                RunParams.from_dict(base)
-            except (ValueError, TypeError) as exc:
-                raise ConfigError(
-                    f"config key 'experiments.{exp_name}.theory_sweep.base': {exc}"
-                ) from exc
-            sweep["base"] = base
-            sweep.setdefault("levels", list(DEFAULT_LEVELS))
-            sweep = _canonical(sweep)
-            _check_sweep(exp_name, sweep)
+        sweep = _theory_sweep(exp_name, entry, defaults)
         figure = _canonical(dict(entry.get("figure") or {}))
-        for title, members in (figure.get("families") or {}).items():
-            outside = [i for i in members if i >= len(names)]
-            if outside:
-                raise ConfigError(
-                    f"config key 'experiments.{exp_name}.figure.families': panel {title!r} "
-                    f"names run position(s) {outside}, but the experiment has {len(names)} "
-                    f"run(s): allowed positions 0..{len(names) - 1} (see `tsmeta runs`)"
-                )
-        if len(figure.get("row_notes") or []) > len(names):
-            raise ConfigError(
-                f"config key 'experiments.{exp_name}.figure.row_notes': "
-                f"{len(figure['row_notes'])} notes for {len(names)} run(s); give at most one "
-                "note per run, in config order (see `tsmeta runs`)"
-            )
+        _check_figure_runs(exp_name, figure, names)
         compare = {"level": DEFAULT_LEVELS[0], "alpha_end": None} | (entry.get("compare") or {})
         experiments[exp_name] = Experiment(
             name=exp_name,
@@ -251,6 +225,41 @@ def expand(config: dict) -> Plan:
         claims=claims,
         claims_left_out=claims_left_out,
     )
+
+
+def _theory_sweep(exp_name: str, entry: dict, defaults: dict) -> dict | None:
+    """The experiment's theory sweep, its base completed by the defaults, checked."""
+    if not entry.get("theory_sweep"):
+        return None
+    sweep = dict(entry["theory_sweep"])
+    base = _merge(defaults, entry.get("base"), sweep.get("base"))
+    try:
+        RunParams.from_dict(base)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"config key 'experiments.{exp_name}.theory_sweep.base': {exc}") from exc
+    sweep["base"] = base
+    sweep.setdefault("levels", list(DEFAULT_LEVELS))
+    sweep = _canonical(sweep)
+    _check_sweep(exp_name, sweep)
+    return sweep
+
+
+def _check_figure_runs(exp_name: str, figure: dict, names: list) -> None:
+    """Figure options that name runs by position name runs the experiment has."""
+    for title, members in (figure.get("families") or {}).items():
+        outside = [i for i in members if i >= len(names)]
+        if outside:
+            raise ConfigError(
+                f"config key 'experiments.{exp_name}.figure.families': panel {title!r} "
+                f"names run position(s) {outside}, but the experiment has {len(names)} "
+                f"run(s): allowed positions 0..{len(names) - 1} (see `tsmeta runs`)"
+            )
+    if len(figure.get("row_notes") or []) > len(names):
+        raise ConfigError(
+            f"config key 'experiments.{exp_name}.figure.row_notes': "
+            f"{len(figure['row_notes'])} notes for {len(names)} run(s); give at most one "
+            "note per run, in config order (see `tsmeta runs`)"
+        )
 
 
 def _fit_costs(runs: dict, sim_settings: dict, config: dict) -> dict[str, costs_of.RunCost]:
