@@ -11,7 +11,8 @@ dQ (dw0 is linear in the head: no correction). Nothing is left at O(1/P^2).
 Where it is applied (`rhs.TERMS`): FO-ANIL and FO-MAML (whose ODE is FO-ANIL's), members
 with inner_steps = 1 only; members with inner_steps >= 2 get zero (there the head is
 nonlinear in the sampled gradients, and the O(1/P) correction is not derived). Not in the
-term: the O(eta_J^2 eta_w^2 / (V P)) part of the finite-V term, and, for ANIL and MAML, the
+term: the O(eta_J^2 eta_w^2 / (V P)) part of the finite-V term (the term `finite_vp`), and, for
+ANIL and MAML, the
 O(1/P) corrections of the second-order part (docs/theory.md says why the term is not applied
 there).
 """
@@ -68,7 +69,14 @@ def finite_p_description(terms, params) -> str:
             "not applied: inner_steps >= 2 (the head is nonlinear in the sampled gradients; "
             "the O(1/P) correction is not derived); error O(1/P)"
         )
+    if "finite_vp" in terms:
+        vp = (
+            "the O(eta_J^2 eta_w^2 / (V P)) part of the finite-V term included (term finite_vp; "
+            "left out: its O(eta_J^2 eta_w^3 / (V P^2)) remainder, ~5 % of it at eta_w = 3, P = 10)"
+        )
+    else:
+        vp = "not included: the O(eta_J^2 eta_w^2 / (V P)) part of the finite-V term"
     return (
         "exact 1/P term included (inner_steps = 1: nothing left at O(1/P^2) in the first-order "
-        "drift); not included: the O(eta_J^2 eta_w^2 / (V P)) part of the finite-V term"
+        f"drift); {vp}"
     )
