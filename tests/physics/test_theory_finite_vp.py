@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import random_vectors
+from conftest import random_vectors, sampled_tasks
 
 from tsmeta import model
 from tsmeta.activations import activation
@@ -31,19 +31,12 @@ def perpendicular_step(J, B, Bt, w0, p: RunParams, n_tasks, seed, chunk=20_000):
     """Mean and standard error over tasks of eta_J^2 sum_mu dL/dlambda_k^mu dL/dlambda_l^mu
     (..., K, K): the orthogonal part of Delta J_k . Delta J_l / N per unit alpha."""
     gen = torch.Generator().manual_seed(seed)
-    K, M, d = J.shape[0], B.shape[0], J.shape[1]
-    W = torch.as_tensor(np.vstack([J, B, Bt]))
     w0_t = torch.as_tensor(w0)
     parts = []
     for _ in range(n_tasks // chunk):
-        x = torch.randn(chunk, p.P + p.V, d, generator=gen, dtype=torch.float64)
-        z = x @ W.T
-        lam, nut = z[..., :K], z[..., K + M :]
-        u = p.u_mean + p.u_std * torch.randn(chunk, M, generator=gen, dtype=torch.float64)
-        y = model.network_output(nut, u, ERF)
-        y = y + p.noise_std * torch.randn(y.shape, generator=gen, dtype=torch.float64)
+        lam, _, y = sampled_tasks(J, B, Bt, p, chunk, gen)
         _, d_val, _ = model.field_gradients(
-            lam[:, : p.P], y[:, : p.P], lam[:, p.P :], y[:, p.P :], w0_t.expand(chunk, K),
+            lam[:, : p.P], y[:, : p.P], lam[:, p.P :], y[:, p.P :], w0_t.expand(chunk, len(w0)),
             act=ERF, eta_w=p.eta_w, inner_steps=p.inner_steps, second_order=False,
         )  # fmt: skip
         parts.append((p.eta_J**2 * torch.einsum("svk,svl->skl", d_val, d_val)).numpy())
