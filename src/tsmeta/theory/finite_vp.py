@@ -7,9 +7,10 @@ times the terms with two xi's. Sigma(u) is a quadratic form in c0 = (w0/sqrt K, 
 and w, c = (w/sqrt K, 0, -u/sqrt M) are affine in u: the average over u is a fourth Gaussian
 moment, evaluated in closed form (`noise_moment`); the integrals are I4, J2 and F4.
 
-Applied to members with inner_steps = 1 (for ANIL and MAML the validation gradient is the
-FO-ANIL one, so the term is the same); left out: O(eta_J^2 eta_w^3 / (V P^2)) (the third and
-fourth moments of xi, which need six- and eight-fold integrals of g).
+Applied to every algorithm (for ANIL and MAML the validation gradient is the FO-ANIL one, so
+the term is the same); left out: O(eta_J^2 eta_w^3 / (V P^2)) (the third and fourth moments of
+xi, which need six- and eight-fold integrals of g). Members with inner_steps >= 2 get the same
+from the head expanded to second order in the training-set noise (`finite_p_steps`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import math
 import numpy as np
 
 from tsmeta.theory.closed_form import _b, finite_p_exact
+from tsmeta.theory.finite_p_steps import finite_v_shift
 
-DOC = "finite-VP term: the O(eta_J^2 eta_w^2/(VP)) part of the finite-V term (inner_steps = 1)"
+DOC = "finite-VP term: the O(eta_J^2 eta_w^2/(VP)) part of the finite-V term in dQ"
 
 
 def applies(settings, name: str) -> bool:
@@ -102,11 +104,24 @@ def noise_moment(f):
 
 def finite_vp_term(f) -> dict:
     """The O(1/P) part of (eta_J^2 / V) <e_k e_l> in dQ: the pairs of xi's in
-    E[w_hat_k w_hat_l c_hat_a c_hat_b] I4 and E[w_hat_k w_hat_l] J2 (docs/theory.md, 7a)."""
+    E[w_hat_k w_hat_l c_hat_a c_hat_b] I4 and E[w_hat_k w_hat_l] J2 (docs/theory.md, 7a); for
+    members with inner_steps >= 2 the same from the expanded head (`finite_p_steps`, 7b)."""
     K = f.K
-    exact = finite_p_exact(f.phys)
-    if not np.any(exact):
-        return {}
+    phys = f.phys
+    one = finite_p_exact(phys)
+    scale = _b(phys.eta_J**2 * phys.eta_w**2 / (phys.V * phys.P * K), 2)
+    parts = []
+    if np.any(one):
+        parts.append(np.where(_b(one, 2), scale * one_step_shift(f), 0.0))
+    if not np.all(one):
+        steps_scale = _b(phys.eta_J**2 / (phys.V * phys.P * K), 2)
+        parts.append(np.where(_b(one, 2), 0.0, steps_scale * finite_v_shift(f)))
+    return {"dQ": sum(parts[1:], parts[0])}
+
+
+def one_step_shift(f) -> np.ndarray:
+    """The bracket of the VP term for one inner step (docs/theory.md, 7a), (..., K, K)."""
+    K = f.K
     Z, sigma_bar = noise_moment(f)
     i4 = f.i4  # [k, l, a, b]
     students = i4[..., :K, :]
@@ -117,7 +132,4 @@ def finite_vp_term(f) -> dict:
     mixed = mixed + np.einsum("...lakb,...klab->...kl", Zwc, students)
     terms = terms + 2.0 * mixed / math.sqrt(K)
     terms = terms + _b(np.asarray(f.phys.noise_std, float) ** 2, 2) * sigma_bar * f.j2
-    terms = 0.5 * (terms + np.swapaxes(terms, -1, -2))
-    phys = f.phys
-    scale = np.where(exact, phys.eta_J**2 * phys.eta_w**2 / (phys.V * phys.P * K), 0.0)
-    return {"dQ": _b(scale, 2) * terms}
+    return 0.5 * (terms + np.swapaxes(terms, -1, -2))
