@@ -68,9 +68,40 @@ def noise_covariance(f, u) -> np.ndarray:
     return np.concatenate([top, bottom], -2)
 
 
+def field_shift(f, u, w_s, earlier) -> np.ndarray:
+    """sum over t < s of sum_k <d(delta_s g_l)/d lambda_k e_t,k> (..., Q, K): the mean change
+    of step s's head gradient, times -P sqrt(K) / eta_J_inner, when the inner J steps t < s
+    have moved every training field by -(eta_J_inner / P) e_t, e_t,k = delta_t w_t,k g'_k /
+    sqrt K (its own example; docs/theory.md, 7b). With the heads w_s, w_t at the nodes."""
+    K, M = f.K, f.M
+    sK = math.sqrt(K)
+    ext = w_s.shape[:-1]
+    teacher = np.broadcast_to(-u / math.sqrt(M), ext + (M,))
+
+    def coefficients(w):
+        return np.concatenate([w / sK, np.zeros(ext + (M,)), teacher], -1)
+
+    i4 = f.i4
+    kk = np.einsum("...kkla->...kla", i4[..., :K, :])  # I4(k, k, l, a), l a student
+    ll = np.einsum("...llab->...lab", i4)  # I4(l, l, a, b)
+    j2 = np.einsum("...ll->...l", f.j2)
+    noise2 = _b(np.asarray(f.phys.noise_std, float) ** 2, 2)
+    c_s = coefficients(w_s)
+    total = np.zeros(ext + (K,))
+    for w_t in earlier:
+        c_t = coefficients(w_t)
+        # (w_s,k w_t,k / K) <g'_k g'_k g_l delta_t> + (w_t,l / sK) <delta_s delta_t g'_l g'_l>
+        first = np.einsum("...zk,...kla,...za->...zl", w_s * w_t / K, kk, c_t)
+        second = np.einsum("...za,...lab,...zb->...zl", c_s, ll, c_t) + noise2 * j2[..., None, :]
+        total = total + first + w_t / sK * second
+    return total
+
+
 def head_shift(f, u):
-    """Per node u: the P = infinity head w_S (..., Q, K), E[d2] (..., Q, K) and
-    L Sigma_n L^T (..., Q, K, K), both times P; members stop at their own inner_steps."""
+    """Per node u: the P = infinity head w_S (..., Q, K), the head's O(1/P) mean shift
+    (..., Q, K) (E[d2], plus for MAML and FO-MAML the shift of the training fields by the inner
+    J steps, `field_shift`) and L Sigma_n L^T (..., Q, K, K), both times P; members stop at
+    their own inner_steps."""
     K, M = f.K, f.M
     A = f.i2[..., :K, :K]
     eta_w = np.asarray(f.phys.eta_w, float)
@@ -84,11 +115,15 @@ def head_shift(f, u):
     d2 = np.zeros(ext + (K,))
     eye = np.eye(K)
     ew = _b(eta_w, 2)
+    rate_J = _b(eta_w * np.asarray(f.phys.eta_J_inner, float) / math.sqrt(K), 2)
+    earlier = []  # the heads w_t of the earlier steps
     for s in range(int(steps.max())):
         on = _b(s < steps, 3)
         cross = np.einsum("...zab,...zkb->...zak", sigma_n, L)  # E[n_a d1_k] P, a = (i, j)
         e = np.einsum("...zijj->...zi", cross[..., : K * K, :].reshape(ext + (K, K, K)))
         d2_next = np.einsum("...kl,...zl->...zk", Dm, d2) - _b(eta_w / K, 2) * e
+        if earlier and np.any(rate_J):
+            d2_next = d2_next + rate_J * field_shift(f, u, w, earlier)
         # d1_{s+1} = D d1_s + eta_w (beta - alpha w_s / K): the map from n
         drive = np.concatenate(
             [-(eye[:, :, None] * w[..., None, None, :]).reshape(ext + (K, K * K)) / K,
@@ -96,6 +131,7 @@ def head_shift(f, u):
         )  # fmt: skip
         L_next = np.einsum("...kl,...zla->...zka", Dm, L) + ew[..., None] * drive
         w_next = np.einsum("...kl,...zl->...zk", Dm, w) + ew * b
+        earlier.append(w)
         d2 = np.where(on[..., 0], d2_next, d2)
         L = np.where(on, L_next, L)
         w = np.where(on[..., 0], w_next, w)
