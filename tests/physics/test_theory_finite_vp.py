@@ -71,11 +71,13 @@ def test_finite_v_term_at_p10_v10(K, M, gamma, u_mean, noise, eta_w):
 
 
 def test_which_runs_get_the_term():
-    """On with both finite_v and finite_p, for every algorithm; zero for inner_steps >= 2."""
+    """On with both finite_v and finite_p, for every algorithm; for inner_steps >= 2 from the
+    expanded head (`finite_p_steps`, tested there)."""
     assert "finite_vp" in terms_for(TheorySettings(), "fo-anil")
     assert "finite_vp" in terms_for(TheorySettings(), "anil")
     assert "finite_vp" not in terms_for(TheorySettings(finite_v=False), "fo-anil")
     assert "finite_vp" not in terms_for(TheorySettings(finite_p=False), "fo-anil")
     eye = np.eye(2)
     p = RunParams(K=2, M=2, P=10, V=10, inner_steps=2)
-    assert term_drifts(eye, eye, eye, np.zeros(2), p, ("finite_vp",))["finite_vp"] == {}
+    dQ = term_drifts(0.3 * eye, eye, eye, np.zeros(2), p, ("finite_vp",))["finite_vp"]["dQ"]
+    assert np.all(np.isfinite(dQ)) and np.abs(dQ).max() > 1e-4
