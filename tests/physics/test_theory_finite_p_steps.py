@@ -77,7 +77,7 @@ STEP_CASES = [(3, 2, 0.9, 0.5, 0.3, 2.0, 2), (2, 2, 0.8, 0.0, 0.0, 1.5, 3)]
 
 @pytest.mark.parametrize("K,M,gamma,u_mean,noise,eta_w,steps", STEP_CASES)
 def test_several_steps_at_p10(K, M, gamma, u_mean, noise, eta_w, steps):
-    """The expansion is exact at O(1/P) and leaves O(1/P^2) (5-10 % of the term at P = 10,
+    """The expansion is exact at O(1/P) and leaves O(1/P^2) (7-11 % of the term at P = 10,
     docs/theory.md, 7b). (4 S(20) - S(10)) / 3 of the Monte-Carlo means at P = 10 and 20
     cancels the 1/P^2 terms, and its 1/P expansion is the theory's at P = 30: they agree within
     N_SIGMA standard errors (3e5 tasks at each P); without finite_p_steps and finite_vp the

@@ -54,7 +54,7 @@ def test_finite_v_term_at_p10_v10(K, M, gamma, u_mean, noise, eta_w):
     tasks; finite_v alone misses by more than SHARP of them. Expected deviations: the
     Monte Carlo (SE ~ 0.2 % of the term) and the left-out O(eta_w^2 Sigma / P) relative part of
     the finite-VP term (a few per cent of it at eta_w = 2, P = 10: about one SE; at eta_w = 3
-    it reaches 4-5 SE, docs/theory.md, section 7a)."""
+    it is ~10 %, 4-8 SE, docs/theory.md, section 7a)."""
     J, B, Bt, w0 = random_vectors(K, M, gamma, seed=K + M)
     p = RunParams(
         K=K, M=M, P=10, V=10, eta_J=1.0, eta_w=eta_w, gamma=gamma, u_mean=u_mean, u_std=1.1,

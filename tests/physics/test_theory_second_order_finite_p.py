@@ -124,7 +124,8 @@ def test_anil_parallel_drift_at_p10(K, M, gamma, u_mean, noise, eta_w):
 def test_anil_orthogonal_step_at_p10(K, M, gamma, u_mean, noise, eta_w):
     """The orthogonal step (finite_v + finite_vp + the training part) is exact at O(1/P) but
     not beyond: the training part's O(eta_w^3 / P^2) remainder (the head noise correlated with
-    the training set's phi phi) is 5-20 % of that part at P = 10 (docs/theory.md, 9a). The
+    the training set's phi phi) is 0-15 % of that part at P = 10, eta_w = 2 (docs/theory.md,
+    9a). The
     combination (4 S(20) - S(10)) / 3 of the Monte-Carlo means at P = 10 and 20 cancels the
     1/P^2 terms, and its 1/P expansion is the theory's at P = 30: they agree within N_SIGMA
     standard errors (3e5 tasks each), and miss by more than SHARP without the training part."""
