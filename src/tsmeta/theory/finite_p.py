@@ -10,10 +10,9 @@ dQ (dw0 is linear in the head: no correction). Nothing is left at O(1/P^2).
 
 Where it is applied (`rhs.TERMS`): every algorithm (for ANIL and MAML it corrects the
 first-order part; the term `second_order_finite_p` corrects the rest), members with
-inner_steps = 1 only; members with inner_steps >= 2 get zero (there the head is
-nonlinear in the sampled gradients, and the O(1/P) correction is not derived). Not in the
-term: the O(eta_J^2 eta_w^2 / (V P)) part of the finite-V term (the term `finite_vp`) and, for
-ANIL and MAML, the O(1/P) corrections of the second-order part (`second_order_finite_p`).
+inner_steps = 1 only; members with inner_steps >= 2 get zero here and their correction from
+the term `finite_p_steps` (the head expanded to second order in the training-set noise). The
+O(eta_J^2 eta_w^2 / (V P)) part of the finite-V term is the term `finite_vp`.
 """
 
 from __future__ import annotations
