@@ -78,10 +78,13 @@ class Physics:
         return activations.activation(str(names[0])).gaussian()
 
 
-def _b(x, n_trailing: int) -> np.ndarray:
+def with_trailing_axes(x, n_trailing: int) -> np.ndarray:
     """Append `n_trailing` unit axes so a batch-shaped parameter broadcasts against tensors."""
     x = np.asarray(x)
     return x.reshape(x.shape + (1,) * n_trailing)
+
+
+_b = with_trailing_axes  # the short name inside this module and its older neighbours
 
 
 def field_covariance(R, Q, T, gamma=1.0) -> np.ndarray:

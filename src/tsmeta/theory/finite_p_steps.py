@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from tsmeta.theory.closed_form import _b
+from tsmeta.theory.closed_form import with_trailing_axes as expand
 from tsmeta.theory.u_average import average, u_nodes
 
 DOC = "finite-P term for inner_steps >= 2: the head's O(1/P) mean shift and covariance"
@@ -56,7 +56,8 @@ def noise_covariance(f, u) -> np.ndarray:
     ab = ab / math.sqrt(K * M)
     f4_bb = gaussian.F4_block(f.C, task, task, lam, lam)  # [m, m', i, j]
     bb = np.einsum("...mnij,...zm,...zn->...zij", f4_bb, u, u) / M
-    bb = bb + _b(np.asarray(f.phys.noise_std, float) ** 2, 2)[..., None, :, :] * A[..., None, :, :]
+    noise2 = expand(np.asarray(f.phys.noise_std, float) ** 2, 2)
+    bb = bb + noise2[..., None, :, :] * A[..., None, :, :]
     bb = (bb - Cu[..., :, None] * Cu[..., None, :] / M) / K
     ext = bb.shape[:-2]
     aa = np.broadcast_to(
@@ -85,7 +86,7 @@ def field_shift(f, u, w_s, earlier) -> np.ndarray:
     kk = np.einsum("...kkla->...kla", i4[..., :K, :])  # I4(k, k, l, a), l a student
     ll = np.einsum("...llab->...lab", i4)  # I4(l, l, a, b)
     j2 = np.einsum("...ll->...l", f.j2)
-    noise2 = _b(np.asarray(f.phys.noise_std, float) ** 2, 2)
+    noise2 = expand(np.asarray(f.phys.noise_std, float) ** 2, 2)
     c_s = coefficients(w_s)
     total = np.zeros(ext + (K,))
     for w_t in earlier:
@@ -106,7 +107,7 @@ def head_shift(f, u):
     A = f.i2[..., :K, :K]
     eta_w = np.asarray(f.phys.eta_w, float)
     steps = np.asarray(f.phys.inner_steps)
-    Dm = np.eye(K) - _b(eta_w / K, 2) * A
+    Dm = np.eye(K) - expand(eta_w / K, 2) * A
     sigma_n = noise_covariance(f, u)
     ext = sigma_n.shape[:-2]
     b = np.einsum("...km,...zm->...zk", f.i2[..., :K, K + M :], u) / math.sqrt(K * M)
@@ -114,14 +115,14 @@ def head_shift(f, u):
     L = np.zeros(ext + (K, K * K + K))
     d2 = np.zeros(ext + (K,))
     eye = np.eye(K)
-    ew = _b(eta_w, 2)
-    rate_J = _b(eta_w * np.asarray(f.phys.eta_J_inner, float) / math.sqrt(K), 2)
+    ew = expand(eta_w, 2)
+    rate_J = expand(eta_w * np.asarray(f.phys.eta_J_inner, float) / math.sqrt(K), 2)
     earlier = []  # the heads w_t of the earlier steps
     for s in range(int(steps.max())):
-        on = _b(s < steps, 3)
+        on = expand(s < steps, 3)
         cross = np.einsum("...zab,...zkb->...zak", sigma_n, L)  # E[n_a d1_k] P, a = (i, j)
         e = np.einsum("...zijj->...zi", cross[..., : K * K, :].reshape(ext + (K, K, K)))
-        d2_next = np.einsum("...kl,...zl->...zk", Dm, d2) - _b(eta_w / K, 2) * e
+        d2_next = np.einsum("...kl,...zl->...zk", Dm, d2) - expand(eta_w / K, 2) * e
         if earlier and np.any(rate_J):
             d2_next = d2_next + rate_J * field_shift(f, u, w, earlier)
         # d1_{s+1} = D d1_s + eta_w (beta - alpha w_s / K): the map from n
@@ -146,11 +147,11 @@ def moment_drift(f, Eww, Ew, Ewu) -> dict:
     sK, sM = math.sqrt(K), math.sqrt(M)
     Ewc = np.concatenate([Eww / sK, np.zeros(Ewu.shape), -Ewu / sM], -1)  # (..., K, D)
     Ec = np.concatenate([Ew / sK, np.zeros(Ew.shape[:-1] + (2 * M,))], -1)
-    eta_J = _b(np.asarray(f.phys.eta_J, float), 2)
+    eta_J = expand(np.asarray(f.phys.eta_J, float), 2)
     dR = -(eta_J / sK) * np.einsum("...ka,...kna->...kn", Ewc, f.i3[..., :, K : K + M, :])
     X = np.einsum("...pa,...pqa->...pq", Ewc, f.i3[..., :, :K, :])
     dQ = -(eta_J / sK) * (X + np.swapaxes(X, -1, -2))
-    dw0 = -(_b(f.phys.eta_w0, 1) / sK) * np.einsum("...a,...ka->...k", Ec, f.i2[..., :K, :])
+    dw0 = -(expand(f.phys.eta_w0, 1) / sK) * np.einsum("...a,...ka->...k", Ec, f.i2[..., :K, :])
     return {"dR": dR, "dQ": dQ, "dw0": dw0}
 
 
@@ -171,7 +172,7 @@ def finite_p_steps_term(f) -> dict:
         return {}
     drift = moment_drift(f, *shifted_moments(f))
     scale = np.where(several, 1.0 / np.asarray(f.phys.P, float), 0.0)
-    return {key: _b(scale, value.ndim - scale.ndim) * value for key, value in drift.items()}
+    return {key: expand(scale, value.ndim - scale.ndim) * value for key, value in drift.items()}
 
 
 def finite_v_shift(f) -> np.ndarray:
@@ -206,7 +207,7 @@ def finite_v_shift(f) -> np.ndarray:
     total = total + (d2[..., :, None] * w[..., None, :] + w[..., :, None] * d2[..., None, :]) * cc
     dcc = np.einsum("...za,...zb,...klab->...zkl", dc, c, i4)
     total = total + 2.0 * w[..., :, None] * w[..., None, :] * dcc
-    noise2 = _b(np.asarray(f.phys.noise_std, float) ** 2, 3)
+    noise2 = expand(np.asarray(f.phys.noise_std, float) ** 2, 3)
     second = cov + d2[..., :, None] * w[..., None, :] + w[..., :, None] * d2[..., None, :]
     total = total + noise2 * second * f.j2[..., None, :, :]
     total = average(total, weights, 2)

@@ -19,7 +19,8 @@ import math
 
 import numpy as np
 
-from tsmeta.theory.closed_form import _b, finite_p_exact
+from tsmeta.theory.closed_form import finite_p_exact
+from tsmeta.theory.closed_form import with_trailing_axes as expand
 from tsmeta.theory.finite_p_steps import finite_v_shift
 
 DOC = "finite-VP term: the O(eta_J^2 eta_w^2/(VP)) part of the finite-V term in dQ"
@@ -40,7 +41,7 @@ def noise_quadratic_form(f):
     K, M = f.K, f.M
     lam, task = np.arange(K), np.arange(K + M, K + 2 * M)
     w0 = np.asarray(f.w0, float)
-    um = _b(np.asarray(f.phys.u_mean, float), 1)
+    um = expand(np.asarray(f.phys.u_mean, float), 1)
     batch = np.broadcast_shapes(f.C.shape[:-2], w0.shape[:-1], um.shape[:-1])
     teacher_mu = np.broadcast_to(-um / math.sqrt(M), batch + (M,))
     teacher_beta = np.broadcast_to(-np.eye(M) / math.sqrt(M), batch + (M, M))
@@ -85,7 +86,7 @@ def noise_moment(f):
     K = f.K
     gamma, mu0, beta0 = noise_quadratic_form(f)
     mu, beta = head_affine(f)
-    us2 = _b(np.asarray(f.phys.u_std, float) ** 2, 2)
+    us2 = expand(np.asarray(f.phys.u_std, float) ** 2, 2)
     S00 = us2 * beta0 @ np.swapaxes(beta0, -1, -2)
     S0v = us2 * beta0 @ np.swapaxes(beta, -1, -2)
     Evv = mu[..., :, None] * mu[..., None, :] + us2 * beta @ np.swapaxes(beta, -1, -2)
@@ -96,7 +97,7 @@ def noise_moment(f):
     cross = 2.0 * (t[..., :, None] * mu[..., None, None, None, :])
     cross = cross + np.swapaxes(cross, -1, -2)
     quad = 2.0 * np.einsum("...ar,...pqab,...bs->...pqrs", S0v, gamma, S0v)
-    noise = _b(np.asarray(f.phys.noise_std, float) ** 2, 2) * f.i2[..., :K, :K]
+    noise = expand(np.asarray(f.phys.noise_std, float) ** 2, 2) * f.i2[..., :K, :K]
     Z = (q0[..., None, None] * Evv[..., None, None, :, :] + cross + quad) / K
     Z = Z + (noise / K)[..., None, None] * Evv[..., None, None, :, :]
     return Z, (q0 + noise) / K
@@ -109,13 +110,13 @@ def finite_vp_term(f) -> dict:
     K = f.K
     phys = f.phys
     one = finite_p_exact(phys)
-    scale = _b(phys.eta_J**2 * phys.eta_w**2 / (phys.V * phys.P * K), 2)
+    scale = expand(phys.eta_J**2 * phys.eta_w**2 / (phys.V * phys.P * K), 2)
     parts = []
     if np.any(one):
-        parts.append(np.where(_b(one, 2), scale * one_step_shift(f), 0.0))
+        parts.append(np.where(expand(one, 2), scale * one_step_shift(f), 0.0))
     if not np.all(one):
-        steps_scale = _b(phys.eta_J**2 / (phys.V * phys.P * K), 2)
-        parts.append(np.where(_b(one, 2), 0.0, steps_scale * finite_v_shift(f)))
+        steps_scale = expand(phys.eta_J**2 / (phys.V * phys.P * K), 2)
+        parts.append(np.where(expand(one, 2), 0.0, steps_scale * finite_v_shift(f)))
     return {"dQ": sum(parts[1:], parts[0])}
 
 
@@ -131,5 +132,5 @@ def one_step_shift(f) -> np.ndarray:
     mixed = np.einsum("...kalb,...klab->...kl", Zwc, students)
     mixed = mixed + np.einsum("...lakb,...klab->...kl", Zwc, students)
     terms = terms + 2.0 * mixed / math.sqrt(K)
-    terms = terms + _b(np.asarray(f.phys.noise_std, float) ** 2, 2) * sigma_bar * f.j2
+    terms = terms + expand(np.asarray(f.phys.noise_std, float) ** 2, 2) * sigma_bar * f.j2
     return 0.5 * (terms + np.swapaxes(terms, -1, -2))

@@ -26,7 +26,8 @@ import math
 
 import numpy as np
 
-from tsmeta.theory.closed_form import _b, finite_p_exact
+from tsmeta.theory.closed_form import finite_p_exact
+from tsmeta.theory.closed_form import with_trailing_axes as expand
 from tsmeta.theory.second_order import second_order_theory
 from tsmeta.theory.u_average import average, u_nodes
 
@@ -71,12 +72,12 @@ def _per_u(f, u):
     h0 = (np.einsum("...kl,...l->...k", A, w0) / K)[..., None, :]
     h0 = h0 - np.einsum("...km,...qm->...qk", Ct, u) / math.sqrt(K * M)
     ext = h0.shape[:-1]
-    w = w0[..., None, :] - _b(np.asarray(f.phys.eta_w, float), 2) * h0
+    w = w0[..., None, :] - expand(np.asarray(f.phys.eta_w, float), 2) * h0
     zeros = np.zeros(ext + (M,))
     teacher = np.broadcast_to(-u / math.sqrt(M), ext + (M,))
     c0 = np.concatenate([np.broadcast_to(w0[..., None, :] / sK, ext + (K,)), zeros, teacher], -1)
     c = np.concatenate([w / sK, zeros, teacher], -1)
-    Dm = np.eye(K) - _b(np.asarray(f.phys.eta_w, float) / K, 2) * A
+    Dm = np.eye(K) - expand(np.asarray(f.phys.eta_w, float) / K, 2) * A
     h = np.einsum("...kl,...ql->...qk", Dm, h0)
     return c0, c, h
 
@@ -89,7 +90,7 @@ def parallel_correction(f, h5, u, weights) -> dict:
     sK = math.sqrt(K)
     A = f.i2[..., :K, :K]
     i3 = f.i3  # [k, b, a]
-    noise2 = _b(np.asarray(f.phys.noise_std, float) ** 2, 2)
+    noise2 = expand(np.asarray(f.phys.noise_std, float) ** 2, 2)
     c0, _, _ = _per_u(f, u)
     m = np.einsum("...ak,...za->...zk", f.i2[..., :, :K], c0)  # <delta_0 g_k>
     Am = np.einsum("...lm,...zm->...zl", A, m)
@@ -124,7 +125,7 @@ def perpendicular_step(f, u, weights) -> np.ndarray:
     sK = math.sqrt(K)
     i4 = f.i4  # [k, k', a, b]
     A = f.i2[..., :K, :K]
-    noise2 = _b(np.asarray(f.phys.noise_std, float) ** 2, 3)
+    noise2 = expand(np.asarray(f.phys.noise_std, float) ** 2, 3)
     c0, c, h = _per_u(f, u)
     w0 = np.asarray(f.w0, float)
     # rho_k = g'_k [sum_a r_ka g_a - h_k sigma zeta / sqrt K]
@@ -146,7 +147,7 @@ def perpendicular_step(f, u, weights) -> np.ndarray:
     val = val + wl * np.einsum("...zbk,...za,...klab->...zkl", sig, c0, i4[..., :, :K]) / K**1.5
     val = val + sig * np.einsum("...za,...zb,...klab->...zkl", c0, c0, i4) / K
     val = val + noise2 * sig * f.j2[..., None, :, :] / K
-    V = _b(np.asarray(f.phys.V, float), 3)
+    V = expand(np.asarray(f.phys.V, float), 3)
     return average(rho + val / V, weights, 2)
 
 
@@ -163,9 +164,9 @@ def second_order_finite_p_term(f) -> dict:
     perp = perpendicular_step(f, u, weights)
     eta_J, eta_w, P = (np.asarray(x, float) for x in (phys.eta_J, phys.eta_w, phys.P))
     on = np.where(exact, 1.0, 0.0)
-    rate = _b(on * eta_J * eta_w**2 / (K * P), 2)
-    perp_rate = _b(on * eta_J**2 * eta_w**2 / P, 2)
-    w0_rate = _b(on * np.asarray(phys.eta_w0, float) * eta_w**2 / (K**2 * P), 1)
+    rate = expand(on * eta_J * eta_w**2 / (K * P), 2)
+    perp_rate = expand(on * eta_J**2 * eta_w**2 / P, 2)
+    w0_rate = expand(on * np.asarray(phys.eta_w0, float) * eta_w**2 / (K**2 * P), 1)
     return {
         "dR": -rate * par["dR"],
         "dQ": -rate * par["dQ"] + perp_rate * perp,

@@ -14,7 +14,7 @@ import itertools
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
-from tsmeta.theory.closed_form import _b
+from tsmeta.theory.closed_form import with_trailing_axes as expand
 
 NODES_PER_AXIS = 3  # exact up to degree 5 per coordinate: the terms are of degree <= 4
 
@@ -26,8 +26,8 @@ def u_nodes(M: int, u_mean, u_std) -> tuple[np.ndarray, np.ndarray]:
     w = w / w.sum()
     grid = np.array(list(itertools.product(x, repeat=M)))  # (Q, M)
     weights = np.array([np.prod(c) for c in itertools.product(w, repeat=M)])
-    um = _b(np.asarray(u_mean, float), 2)
-    us = _b(np.asarray(u_std, float), 2)
+    um = expand(np.asarray(u_mean, float), 2)
+    us = expand(np.asarray(u_std, float), 2)
     return um + us * grid, weights
 
 
