@@ -229,7 +229,7 @@ class TheorySettings(_Settings):
     rtol: float = 1e-8
     atol: float = 1e-10
     finite_v: bool = True
-    finite_p: bool = True  # the exact 1/P term (FO-ANIL, FO-MAML, inner_steps = 1)
+    finite_p: bool = True  # the O(1/P) terms (docs/theory.md, sections 7, 7a, 7b, 9a)
     fixed_step: float | None = None
     max_rhs_evals: int = 500_000  # a normal run to alpha = 450 needs ~2e3-3e4 (RK45)
     max_wall_s: float | None = 1800.0  # per integration (a run's seeds, a sweep group)

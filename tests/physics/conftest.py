@@ -37,3 +37,24 @@ def random_vectors(K, M, gamma, seed):
     Bt = gamma * B + math.sqrt(1.0 - gamma**2) * dB
     w0 = 0.5 * rng.normal(size=K)
     return J, B, Bt, w0
+
+
+def sampled_tasks(J, B, Bt, params: RunParams, n_tasks, generator):
+    """Fields and labels of n_tasks tasks with P + V examples each, x ~ N(0, I_d):
+    (lambda, nu, y) of shapes (n, P + V, K), (n, P + V, M), (n, P + V), training examples
+    first; labels from the task teacher with head u ~ N(u_mean, u_std^2) and label noise."""
+    import torch
+
+    from tsmeta import model
+    from tsmeta.activations import activation
+
+    K, M, d = J.shape[0], B.shape[0], J.shape[1]
+    W = torch.as_tensor(np.vstack([J, B, Bt]), dtype=torch.float64)
+    shape = (n_tasks, params.P + params.V)
+    z = torch.randn(shape + (d,), generator=generator, dtype=torch.float64) @ W.T
+    u = params.u_mean + params.u_std * torch.randn(
+        n_tasks, M, generator=generator, dtype=torch.float64
+    )
+    y = model.network_output(z[..., K + M :], u, activation(params.activation).torch())
+    y = y + params.noise_std * torch.randn(shape, generator=generator, dtype=torch.float64)
+    return z[..., :K], z[..., K : K + M], y

@@ -155,7 +155,7 @@ def test_which_runs_get_the_term():
     on, off = TheorySettings(), TheorySettings(finite_p=False)
     assert "finite_p" in terms_for(on, "fo-anil") and "finite_p" in terms_for(on, "fo-maml")
     assert "finite_p" not in terms_for(off, "fo-anil")
-    assert "finite_p" not in terms_for(on, "anil")  # second-order part's 1/P not derived
+    assert "finite_p" in terms_for(on, "anil")  # its first-order part; the rest: 9a
     I = np.eye(3)
     two = term_drifts(I, I, I, np.zeros(3), RunParams(inner_steps=2, P=10), ("finite_p",))
     assert two["finite_p"] == {}  # inner_steps >= 2: not derived, not applied

@@ -424,5 +424,6 @@ def test_the_theory_of_an_algorithm_follows_the_table(name):
     assert second_order.theory_algorithm(name) == line.theory
     terms = terms_for(TheorySettings(finite_p=True), name)
     assert ("second_order" in terms) == ode.second_order
-    assert ("finite_p" in terms) == (not ode.second_order)
+    assert "finite_p" in terms  # every algorithm: the first-order part's correction
+    assert ("second_order_finite_p" in terms) == ode.second_order
     assert "finite_p" not in terms_for(TheorySettings(finite_p=False), name)

@@ -219,20 +219,28 @@ def test_early_growth_rate_recovers_the_exponent():
 # --- MAML = ANIL and FO-MAML = FO-ANIL at leading order in N ----------------------------------
 
 
-def one_update_drifts(algorithm, N, n_tasks, *, K=2, M=2, P=40, V=40, eta_J=1.0, eta_w=2.0):
-    """Per task, N times the one-update change of (R, Q) (first order in the step) and of w0,
-    i.e. each task's contribution to d(R, Q, w0)/dalpha, on the weights, (n_tasks, entries).
-
-    The weights and the tasks are the same for every algorithm (common random numbers): J has
-    an O(1) overlap with B, w0 != 0, S = 1. MAML and FO-MAML adapt J in the inner loop too
-    (eta_J_inner = eta_J), with `model.maml_gradients`; ANIL and FO-ANIL use
-    `model.field_gradients`, with the J gradient assembled from the field gradients.
-    """
+def weights_of_the_maml_check(N, K=2, M=2):
+    """(J, B, w0) of `one_update_drifts`: J with an O(1) overlap with B, w0 != 0."""
     init = torch.Generator().manual_seed(123)
     B = torch.randn(1, M, N, generator=init, dtype=torch.float64)
     J = 0.5 * torch.randn(1, K, N, generator=init, dtype=torch.float64)
     J[:, :M] += 0.6 * B
-    w0 = torch.tensor([[0.3, -0.2]], dtype=torch.float64)
+    return J, B, torch.tensor([[0.3, -0.2]], dtype=torch.float64)
+
+
+def one_update_drifts(
+    algorithm, N, n_tasks, *, K=2, M=2, P=40, V=40, eta_J=1.0, eta_w=2.0, inner_steps=1
+):
+    """Per task, N times the one-update change of (R, Q) (first order in the step) and of w0,
+    i.e. each task's contribution to d(R, Q, w0)/dalpha, on the weights, (n_tasks, entries).
+
+    The weights and the tasks are the same for every algorithm (common random numbers): J has
+    an O(1) overlap with B, w0 != 0 (`weights_of_the_maml_check`), S = inner_steps. MAML and
+    FO-MAML adapt J in the inner loop too (eta_J_inner = eta_J), with `model.maml_gradients`;
+    ANIL and FO-ANIL use
+    `model.field_gradients`, with the J gradient assembled from the field gradients.
+    """
+    J, B, w0 = weights_of_the_maml_check(N, K, M)
     gen = torch.Generator().manual_seed(7)
     rows = []
     for start in range(0, n_tasks, 250):
@@ -245,13 +253,13 @@ def one_update_drifts(algorithm, N, n_tasks, *, K=2, M=2, P=40, V=40, eta_J=1.0,
         if line.adapts_J:
             grad_J, grad_w0 = model.maml_gradients(
                 Jb, w0b, X[:, :P], y[:, :P], X[:, P:], y[:, P:], act=ERF, eta_w=eta_w,
-                eta_J_inner=eta_J, inner_steps=1, second_order=line.second_order,
+                eta_J_inner=eta_J, inner_steps=inner_steps, second_order=line.second_order,
             )  # fmt: skip
         else:
             lam = X @ Jb.transpose(-1, -2) / math.sqrt(N)
             d_tr, d_val, grad_w0 = model.field_gradients(
                 lam[:, :P], y[:, :P], lam[:, P:], y[:, P:], w0b, act=ERF, eta_w=eta_w,
-                inner_steps=1, second_order=line.second_order,
+                inner_steps=inner_steps, second_order=line.second_order,
             )  # fmt: skip
             grad_J = d_val.transpose(-1, -2) @ X[:, P:] / math.sqrt(N)
             if d_tr is not None:

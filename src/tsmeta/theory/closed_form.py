@@ -15,6 +15,7 @@ from types import ModuleType
 import numpy as np
 
 from tsmeta import activations
+from tsmeta.algorithms import algorithm
 from tsmeta.params import RunParams
 
 
@@ -33,6 +34,9 @@ class Physics:
     noise_std: np.ndarray
     P: np.ndarray  # training examples per task (the finite-P term, the few-shot error)
     activation: np.ndarray  # its name (str), the same for every member (`gaussian`)
+    # the inner J rate of algorithms whose inner loop moves J (MAML, FO-MAML), else 0: it
+    # shifts the training fields of later inner steps (`finite_p_steps`)
+    eta_J_inner: np.ndarray = 0.0
 
     @classmethod
     def from_params(cls, params: RunParams | Sequence[RunParams] | Physics) -> Physics:
@@ -57,6 +61,7 @@ class Physics:
             noise_std=arr(lambda p: p.noise_std),
             P=arr(lambda p: p.P),
             activation=arr(lambda p: p.activation, dtype=str),
+            eta_J_inner=arr(lambda p: p.eta_J_inner_eff * algorithm(p.algorithm).adapts_J),
         )
 
     def take(self, idx) -> Physics:

@@ -20,7 +20,13 @@ import numpy as np
 
 from tsmeta.params import RunParams
 from tsmeta.settings import TheorySettings
-from tsmeta.theory import finite_p, second_order
+from tsmeta.theory import (
+    finite_p,
+    finite_p_steps,
+    finite_vp,
+    second_order,
+    second_order_finite_p,
+)
 from tsmeta.theory.closed_form import (
     Physics,
     batch_axes,
@@ -136,6 +142,15 @@ TERMS: dict[str, Term] = {
     ),
     "second_order": Term(second_order.second_order_term, second_order.applies, second_order.DOC),
     "finite_p": Term(finite_p.finite_p_term, finite_p.applies, finite_p.DOC),
+    "finite_vp": Term(finite_vp.finite_vp_term, finite_vp.applies, finite_vp.DOC),
+    "second_order_finite_p": Term(
+        second_order_finite_p.second_order_finite_p_term,
+        second_order_finite_p.applies,
+        second_order_finite_p.DOC,
+    ),
+    "finite_p_steps": Term(
+        finite_p_steps.finite_p_steps_term, finite_p_steps.applies, finite_p_steps.DOC
+    ),
 }
 
 
