@@ -33,6 +33,8 @@ class Physics:
     noise_std: np.ndarray
     P: np.ndarray  # training examples per task (the finite-P term, the few-shot error)
     activation: np.ndarray  # its name (str), the same for every member (`gaussian`)
+    N: np.ndarray | int = 0  # input dimension: the noise scale of a stochastic theory
+    stream: np.ndarray | int = 0  # a member's random stream (a stochastic theory)
 
     @classmethod
     def from_params(cls, params: RunParams | Sequence[RunParams] | Physics) -> Physics:
@@ -57,6 +59,7 @@ class Physics:
             noise_std=arr(lambda p: p.noise_std),
             P=arr(lambda p: p.P),
             activation=arr(lambda p: p.activation, dtype=str),
+            N=arr(lambda p: p.N),
         )
 
     def take(self, idx) -> Physics:
