@@ -187,3 +187,17 @@ def test_closed_forms_at_the_unstable_point():
     np.testing.assert_allclose(np.diag(D)[: K * M], d_r, rtol=1e-12)
     np.testing.assert_allclose(np.diag(D)[-K:], d_w, rtol=1e-12)
     assert np.abs(parts["task_head"]).max() < 1e-15
+
+
+def test_anil_node_mean_is_the_second_order_drift(states):
+    """ANIL's increment on the nodes (one inner step) averages to first_order + second_order."""
+    p = RunParams(**{**BASE, "N": 1000, "eta_w": 20.0}, P=100, V=100, algorithm="anil")
+    for state in states.values():
+        R, Q, T, w0 = (np.asarray(x, float) for x in state)
+        w0 = w0 + 0.1  # w0 != 0 exercises the w0 parts of the second-order term
+        inc = Increments(Fields(R, Q, T, w0, Physics.from_params(p)), second_order=True)
+        d = term_drifts(R, Q, T, w0, p, ["first_order", "second_order"])
+        flat = sum(
+            np.concatenate([x["dR"].ravel(), x["dQ"].ravel(), x["dw0"].ravel()]) for x in d.values()
+        )
+        np.testing.assert_allclose(inc.mean(), flat, rtol=0, atol=1e-12)

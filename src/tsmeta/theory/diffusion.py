@@ -41,8 +41,9 @@ LEFT_OUT = (
     "gradient); the per-example covariance of the (R, Q) and the w0 updates in D_V (needs "
     "<g' z g g g>; zero at w0 = 0, u_mean = 0 by the symmetry u -> -u); D_P and D_PP for "
     "inner_steps >= 2 (the head is nonlinear in the sampled gradients); the O(1/N) noise of "
-    "the task teacher dB_t for gamma < 1; ANIL's and MAML's finite-V and finite-P parts; "
-    "O(1/N) corrections to D"
+    "the task teacher dB_t for gamma < 1; for ANIL and MAML: the second-order part with "
+    "inner_steps >= 2, the training examples in the outer gradient's per-example noise, "
+    "the finite-P parts; O(1/N) corrections to D"
 )
 
 
@@ -95,7 +96,7 @@ class Increments:
     adapted head w and c = (w / sqrt K, 0_M, -u / sqrt M); evaluated on the nodes of u.
     """
 
-    def __init__(self, f: Fields):
+    def __init__(self, f: Fields, second_order: bool = False):
         self.f = f
         K, M = f.K, f.M
         self.K, self.M, self.D = K, M, K + 2 * M
@@ -117,6 +118,35 @@ class Increments:
         self.q = np.einsum("...ika,...gk,...ga->...gi", self.T, self.w, self.c) + np.einsum(
             "...ia,...ga->...gi", self.t, self.c
         )
+        if second_order:
+            self.q = self.q + self.second_order_part()
+
+    def second_order_part(self) -> np.ndarray:
+        """ANIL's second-order part of the increment on the nodes, one inner step
+        (docs/theory.md, section 9, before its average over u): with h0 = A w0 / K -
+        C~ u / sqrt(KM), v = D_m h0 and c0 = c(w0), coef_ka = v_k c0_a / sqrt K +
+        [a < K] v_a w0_k / K enters dR, dQ as the drift's coef; dw0 gets -eta_w0 (D_m^2 -
+        D_m) h0. Members with inner_steps >= 2 are not derived: NaN."""
+        f, K, M = self.f, self.K, self.M
+        phys = f.phys
+        A, Ct = f.i2[..., :K, :K], f.i2[..., :K, K + M :]
+        Dm = np.eye(K) - _col(phys.eta_w / K, 2) * A
+        h0 = (np.einsum("...kl,...l->...k", A, f.w0) / K)[..., None, :] - np.einsum(
+            "...km,...gm->...gk", Ct, self.u
+        ) / math.sqrt(K * M)
+        v = np.einsum("...kl,...gl->...gk", Dm, h0)
+        c0 = self.head_fields(np.broadcast_to(f.w0[..., None, :], self.w.shape))
+        coef = v[..., :, None] * c0[..., None, :] / math.sqrt(K)
+        coef[..., :K] += v[..., None, :] * f.w0[..., None, :, None] / K
+        rate = _col(phys.eta_J * phys.eta_w, 3)
+        dR = rate * np.einsum("...gka,...kna->...gkn", coef, f.i3[..., :, K : K + M, :])
+        X = np.einsum("...gpa,...pqa->...gpq", coef, f.i3[..., :, :K, :])
+        dQ = rate * (X + np.swapaxes(X, -1, -2))
+        dw0 = -_col(phys.eta_w0, 2) * np.einsum("...kl,...gl->...gk", Dm @ Dm - Dm, h0)
+        batch = dR.shape[:-2]
+        out = np.concatenate([dR.reshape(batch + (-1,)), dQ.reshape(batch + (-1,)), dw0], axis=-1)
+        one_step = _col(np.asarray(phys.inner_steps) == 1, 2)
+        return np.where(one_step, out, np.nan)
 
     def head_fields(self, w) -> np.ndarray:
         """c = (w / sqrt K, 0_M, -u / sqrt M) on the nodes, (..., G, D)."""
@@ -237,14 +267,23 @@ class Increments:
 
 
 def diffusion_parts(
-    R, Q, T, w0, phys: Physics, parts=PARTS, *, validation_fields: bool = True
+    R,
+    Q,
+    T,
+    w0,
+    phys: Physics,
+    parts=PARTS,
+    *,
+    validation_fields: bool = True,
+    second_order: bool = False,
 ) -> dict:
     """The parts of D at the state, each with its factor (1/V, eta_w^2/P, eta_w^4/P^2):
     {name: (..., n, n)} over the flat layout (R, full Q, w0). D_P and D_PP are zero where
-    inner_steps >= 2."""
+    inner_steps >= 2. `second_order`: the increment includes ANIL's second-order part (one
+    inner step), in D_inf and in the covariances of the other parts with it."""
     R, Q, T, w0 = (np.asarray(x, dtype=float) for x in (R, Q, T, w0))
     phys = Physics.from_params(phys)
-    inc = Increments(Fields(R, Q, T, w0, phys))
+    inc = Increments(Fields(R, Q, T, w0, phys), second_order)
     out = {}
     if "task_head" in parts:
         out["task_head"] = inc.task_head()
@@ -261,9 +300,9 @@ def diffusion_parts(
     return out
 
 
-def diffusion_matrix(R, Q, T, w0, phys: Physics, parts=PARTS) -> np.ndarray:
+def diffusion_matrix(R, Q, T, w0, phys: Physics, parts=PARTS, second_order=False) -> np.ndarray:
     """D = the sum of `parts`, (..., n, n), symmetric."""
-    total = sum(diffusion_parts(R, Q, T, w0, phys, parts).values())
+    total = sum(diffusion_parts(R, Q, T, w0, phys, parts, second_order=second_order).values())
     return 0.5 * (total + np.swapaxes(total, -1, -2))
 
 

@@ -83,7 +83,8 @@ class PathNoise:
 
     def diffusion(self, y) -> np.ndarray:
         R, Q, w0 = self.layout.unpack(y)
-        D = diffusion_matrix(R, Q, self.T, w0, self.phys, self.parts)
+        D = diffusion_matrix(R, Q, self.T, w0, self.phys, self.parts,
+                             "second_order" in self.terms)  # fmt: skip
         return D[:, self.pick][:, :, self.pick]
 
     def rk4(self, y, h) -> np.ndarray:

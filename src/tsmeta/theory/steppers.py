@@ -319,6 +319,7 @@ class EulerMaruyamaStepper:
     def start(self, system: BatchSystem, t, y) -> np.ndarray:
         self.system, self.t, self.y = system, t, y
         self.parts = diffusion.parts_for(system.terms)
+        self.second_order = "second_order" in system.terms
         self.finite, self.refreshed = None, -math.inf
         return np.zeros(len(y), dtype=bool)
 
@@ -334,10 +335,12 @@ class EulerMaruyamaStepper:
         finite_parts = [p for p in self.parts if p != "task_head"]
         if finite_parts and self.t - self.refreshed >= SDE_REFRESH - 1e-12:
             with np.errstate(all="ignore"):
-                parts = diffusion.diffusion_parts(R, Q, system.T, w0, system.phys, finite_parts)
+                parts = diffusion.diffusion_parts(R, Q, system.T, w0, system.phys, finite_parts,
+                                                  second_order=self.second_order)  # fmt: skip
             self.finite, self.refreshed = sum(parts.values()), self.t
         with np.errstate(all="ignore"):
-            D = diffusion.diffusion_parts(R, Q, system.T, w0, system.phys, ("task_head",))
+            D = diffusion.diffusion_parts(R, Q, system.T, w0, system.phys, ("task_head",),
+                                          second_order=self.second_order)  # fmt: skip
         D = D["task_head"] + (0.0 if self.finite is None else self.finite)
         D = np.where(np.isfinite(D), 0.5 * (D + np.swapaxes(D, -1, -2)), 0.0)
         return diffusion.noise_factor(D)
