@@ -22,13 +22,13 @@ stops with their reasons, restarts without the stopped members, splitting a stal
 off. `STEPPERS` names the steppers; `make_stepper` picks one through the theory kind
 (`settings.THEORY_KINDS`).
 
-A stochastic theory (SDE) plugs in as a third peer: an Euler–Maruyama stepper built from
-the settings by one line in `STEPPERS` (and its kind in `THEORY_KINDS`) holds its own
-`numpy.random.Generator` (seeded from the settings), and `advance()` draws the Wiener
-increments dW ~ N(0, dt) itself and steps y + f dt + G dW, with f from `system.deriv` and the
-diffusion G from `rhs.diffusion` of the same terms; it has no dense output (a noise path has
-no interpolant), so it lands on every record like the fixed-step RK4, and it never reports
-SPLIT. Draws happen only inside `advance()`, so the driver stays the same.
+The stochastic theory (kind sde) is the third peer, `EulerMaruyamaStepper`: it holds one
+`numpy.random.Generator` per member stream (Physics.stream), and `advance()` draws the
+Wiener increments itself and steps y + f dt + sqrt(dt / N) F zeta, with f from
+`system.deriv` and F F^T the diffusion matrix of `theory.diffusion` for the same terms; it
+has no dense output (a noise path has no interpolant), so it lands on every record like the
+fixed-step RK4, and it never reports SPLIT. Draws happen only inside `advance()`, so the
+driver stays the same.
 """
 
 from __future__ import annotations
