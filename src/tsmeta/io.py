@@ -60,6 +60,10 @@ VARIABLES = {
     "eps_meta_p_mc": ("few-shot error (head adapted on P examples), plain Monte Carlo", "1"),
     "eps_meta_p_mc_err": ("standard error of eps_meta_p_mc over the sampled tasks", "1"),
     "diverged": ("1 where the run left the valid domain (non-finite or exploding)", "1"),
+    "R_sd": ("predicted finite-N noise sd of R about the seed's own ODE path (LNA)", "1"),
+    "Q_sd": ("predicted finite-N noise sd of Q about the seed's own ODE path (LNA)", "1"),
+    "w0_sd": ("predicted finite-N noise sd of w0 about the seed's own ODE path (LNA)", "1"),
+    "eps_meta_sd": ("predicted finite-N noise sd of eps_meta (LNA, delta method)", "1"),
     "alpha_diverged": ("alpha at which the run was marked diverged (NaN if it did not)", "1"),
     "t": ("outer step (task count)", "1"),
 }
@@ -79,6 +83,10 @@ TRAJECTORY_DIMS = {  # sim.nc and theory.nc
     "diverged": ("seed",),
     "alpha_diverged": ("seed",),
     "t": ("alpha",),
+    "R_sd": ("seed", "alpha", "k", "n"),
+    "Q_sd": ("seed", "alpha", "k", "l"),
+    "w0_sd": ("seed", "alpha", "k"),
+    "eps_meta_sd": ("seed", "alpha"),
 }
 TASKS_DIMS = {  # tasks.nc
     "B": ("seed", "n", "i"),

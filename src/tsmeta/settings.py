@@ -215,6 +215,19 @@ THEORY_KINDS: dict[str, TheoryKind] = {
         stepper=lambda st: "scipy" if st.fixed_step is None else "rk4",
         doc="deterministic order-parameter ODE (N -> infinity)",
     ),
+    "sde": TheoryKind(
+        fields=(
+            "finite_v",
+            "finite_p",
+            "fixed_step",
+            "realisations",
+            "max_rhs_evals",
+            "max_wall_s",
+        ),  # fmt: skip
+        stepper=lambda st: "euler-maruyama",
+        doc="stochastic order-parameter dynamics at the run's N: Euler-Maruyama with the "
+        "diffusion matrix (docs/theory.md, section 12)",
+    ),
 }
 
 
@@ -233,6 +246,7 @@ class TheorySettings(_Settings):
     fixed_step: float | None = None
     max_rhs_evals: int = 500_000  # a normal run to alpha = 450 needs ~2e3-3e4 (RK45)
     max_wall_s: float | None = 1800.0  # per integration (a run's seeds, a sweep group)
+    realisations: int = 1  # noise paths per seed (kind sde)
 
     def __post_init__(self):
         self._check_finite()
@@ -254,7 +268,7 @@ class TheorySettings(_Settings):
             raise ValueError(f"fixed_step must be > 0 or None, got {self.fixed_step!r}")
         if self.max_wall_s is not None and not self.max_wall_s > 0:
             raise ValueError(f"max_wall_s must be > 0 or None, got {self.max_wall_s!r}")
-        for key in ("rtol", "atol", "max_rhs_evals"):
+        for key in ("rtol", "atol", "max_rhs_evals", "realisations"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)!r}")
 

@@ -228,8 +228,8 @@ def test_a_third_stepper_plugs_in_with_a_registry_line(monkeypatch):
 
 def test_theory_kind_is_checked():
     assert TheorySettings().kind == "ode"
-    with pytest.raises(ValueError, match=r"kind must be one of \['ode'\], got 'sde'"):
-        TheorySettings(kind="sde")
+    with pytest.raises(ValueError, match=r"kind must be one of \['ode', 'sde'\], got 'levy'"):
+        TheorySettings(kind="levy")
 
 
 def test_settings_of_another_kind_are_refused(monkeypatch):

@@ -95,7 +95,8 @@ def comparison(
     dev_<name> (run, theory, seed, alpha, ...) and their means over seeds, relabelled
     (`deviations`), and the first-stage RMS rms_R, rms_Q, rms_log_eps with the window
     alpha_end and n_records (run, theory) (`stage_deviation`). Every variant of a run is
-    measured on the window of its full theory (or up to `alpha_end` if given).
+    measured on the window of its full theory (or up to `alpha_end` if given); a stochastic
+    variant (kind sde, dim realisation) through its first realisation.
     """
     runs = []
     for sim in sims:
@@ -114,6 +115,8 @@ def comparison(
         for label, theory in own.items():
             if theory is None:
                 continue
+            if "realisation" in theory.dims:  # a stochastic theory: its first noise path
+                theory = theory.isel(realisation=0)
             dev = deviations(sim, theory)
             stage = stage_deviation(sim, theory, level, alpha_end=end)
             for key in ("R", "Q", "log_eps"):

@@ -100,6 +100,15 @@ def align(ds: xr.Dataset, orders: dict, signs: dict) -> xr.Dataset:
         Q[i] = Q[i][:, o][:, :, o] * s[None, :, None] * s[None, None, :]
         w0[i] = w0[i][:, o] * s[None, :]
     ds["R"].values, ds["Q"].values, ds["w0"].values = R, Q, w0
+    if "R_sd" in ds:  # the theory's predicted noise sd: permuted, no signs
+        sd = {key: ds[key].values.copy() for key in ("R_sd", "Q_sd", "w0_sd")}
+        for i, seed in enumerate(ds["seed"].values):
+            o = orders[int(seed)]
+            sd["R_sd"][i] = sd["R_sd"][i][:, o, :]
+            sd["Q_sd"][i] = sd["Q_sd"][i][:, o][:, :, o]
+            sd["w0_sd"][i] = sd["w0_sd"][i][:, o]
+        for key, value in sd.items():
+            ds[key].values = value
     return ds
 
 

@@ -18,7 +18,7 @@ from tsmeta.config.claims import check_claims
 from tsmeta.config.errors import ConfigError
 from tsmeta.figure_kinds import KINDS, options_of
 from tsmeta.params import DEFAULT_LEVELS, RunParams, axis_values, searches
-from tsmeta.settings import SimSettings, TheorySettings, resolve_sampler
+from tsmeta.settings import THEORY_KINDS, SimSettings, TheorySettings, resolve_sampler
 
 THEORY_DEFAULTS = TheorySettings().to_dict()
 
@@ -103,6 +103,15 @@ def _canonical(value):
     return value
 
 
+def _inherited(theory: dict, overrides: dict | None) -> dict:
+    """The experiment's theory settings a variant inherits: all of them, or, for a variant of
+    another kind (e.g. `{kind: sde}` beside an ODE), those its kind has (THEORY_KINDS)."""
+    kind = (overrides or {}).get("kind", theory.get("kind", "ode"))
+    if kind == theory.get("kind", "ode") or kind not in THEORY_KINDS:
+        return theory
+    return {k: v for k, v in theory.items() if k in THEORY_KINDS[kind].fields}
+
+
 def _run_points(entry: dict) -> list[dict]:
     sweep = entry.get("sweep") or {}
     keys = sorted(sweep)
@@ -146,7 +155,7 @@ def expand(config: dict) -> Plan:
         sim = _canonical(_merge(sim_global, entry.get("simulation")))
         theory = _canonical(_merge(theory_global, entry.get("theory")))
         variants = {
-            label: _canonical(_merge(theory, overrides))
+            label: _canonical(_merge(_inherited(theory, overrides), overrides))
             # sorted: the key order of a YAML file must not decide whether a job reruns
             for label, overrides in sorted((entry.get("theory_variants") or {}).items())
         }

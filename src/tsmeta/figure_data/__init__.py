@@ -131,6 +131,17 @@ def seed_band(values) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return nanmean(values, 0), lo, hi
 
 
+def theory_band(values, sd) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) of the theory's predicted band: every seed's ODE value -/+ its predicted
+    finite-N noise sd (`R_sd` ... of theory.nc), min and max over seeds: the spread of the
+    per-seed ODEs plus the noise. NaN where the theory has no sd."""
+    values = np.asarray(values, dtype=float)
+    sd = np.full(values.shape, np.nan) if sd is None else np.asarray(sd, dtype=float)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmin(values - sd, axis=0), np.nanmax(values + sd, axis=0)
+
+
 def padded(arrays, fill=np.nan) -> np.ndarray:
     """The arrays stacked along a new first axis, each padded at the end of every axis to the
     largest size (runs differ in their alpha grid, K and M)."""

@@ -30,6 +30,7 @@ from tsmeta.figure_data import (
     run_label,
     seed_band,
     self_aligned,
+    theory_band,
 )
 
 
@@ -47,16 +48,19 @@ def assignments_differ(sim: xr.Dataset, theory: xr.Dataset | None) -> int:
 
 
 def pair_curves(sim, theory, key, pairs) -> dict:
-    """Band of the simulation and mean of the theory of ds[key][:, :, k, l] per (k, l) of
-    `pairs`, as (alpha, K, K-or-M) arrays (NaN elsewhere)."""
+    """Band of the simulation, mean and band (`theory_band`) of the theory of
+    ds[key][:, :, k, l] per (k, l) of `pairs`, as (alpha, K, K-or-M) arrays (NaN elsewhere)."""
     shape = (sim.sizes["alpha"],) + sim[key].shape[2:]
-    out = {name: np.full(shape, np.nan) for name in ("mean", "lo", "hi", "theory")}
+    out = {name: np.full(shape, np.nan) for name in BAND_NAMES}
     for k, l in pairs:
         out["mean"][:, k, l], out["lo"][:, k, l], out["hi"][:, k, l] = seed_band(
             sim[key].values[:, :, k, l]
         )
         if theory is not None:
             out["theory"][:, k, l] = nanmean(theory[key].values[:, :, k, l], 0)
+            sd = theory[f"{key}_sd"].values[:, :, k, l] if f"{key}_sd" in theory else None
+            lo, hi = theory_band(theory[key].values[:, :, k, l], sd)
+            out["theory_lo"][:, k, l], out["theory_hi"][:, k, l] = lo, hi
     return out
 
 
@@ -74,8 +78,11 @@ def run_curves(sim: xr.Dataset, theory: xr.Dataset | None, thresholds) -> dict:
     row["eps_mc"] = nanmean(mc, 0)
     eps_sim = nanmean(sim["eps_meta"].values, 0)
     eps_th = np.full(len(alpha), np.nan)
+    row["eps_theory_lo"], row["eps_theory_hi"] = eps_th.copy(), eps_th.copy()
     if theory is not None:
         eps_th = nanmean(theory["eps_meta"].values, 0)
+        sd = theory["eps_meta_sd"].values if "eps_meta_sd" in theory else None
+        row["eps_theory_lo"], row["eps_theory_hi"] = theory_band(theory["eps_meta"].values, sd)
     row["eps_theory"] = eps_th
     row["crossing_sim"] = [first_crossing(eps_sim, alpha, level) for level in thresholds]
     row["crossing_theory"] = [
@@ -95,12 +102,14 @@ def run_curves(sim: xr.Dataset, theory: xr.Dataset | None, thresholds) -> dict:
     return row
 
 
+BAND_NAMES = ("mean", "lo", "hi", "theory", "theory_lo", "theory_hi")
 DIMS = {
     "alpha": ("record",), "eps_mean": ("record",), "eps_lo": ("record",),
     "eps_hi": ("record",), "eps_mc": ("record",), "eps_mc_err": ("record",),
-    "eps_theory": ("record",), "crossing_sim": ("level",), "crossing_theory": ("level",),
-    **{f"R_{n}": ("record", "k", "n") for n in ("mean", "lo", "hi", "theory")},
-    **{f"Q_{n}": ("record", "k", "l") for n in ("mean", "lo", "hi", "theory")},
+    "eps_theory": ("record",), "eps_theory_lo": ("record",), "eps_theory_hi": ("record",),
+    "crossing_sim": ("level",), "crossing_theory": ("level",),
+    **{f"R_{n}": ("record", "k", "n") for n in BAND_NAMES},
+    **{f"Q_{n}": ("record", "k", "l") for n in BAND_NAMES},
     "differ": (), "K": (), "M": (), "n_records": (), "has_theory": (), "diverged": (),
     "seeds": (), "label": (), "symmetric": (), "init_perturbation": (),
 }  # fmt: skip

@@ -82,6 +82,27 @@ def fits(table: dict) -> xr.Dataset:
     return ds
 
 
+def predicted_rms_R(theory, alpha_end: float) -> float:
+    """The linear-noise prediction of the first-stage RMS of R (simulation minus its own
+    ODE): sqrt of the mean of R_sd^2 over seeds, entries and the records 0 < alpha <=
+    alpha_end (the comparison's window); NaN without R_sd (docs/theory.md, section 12)."""
+    if theory is None or "R_sd" not in theory:
+        return float("nan")
+    alpha = theory["alpha"].values
+    end = alpha_end if np.isfinite(alpha_end) else alpha[-1]
+    sd = theory["R_sd"].values[:, (alpha > 0) & (alpha <= end)]
+    sd = sd[np.isfinite(sd)]
+    return float(np.sqrt(np.mean(sd**2))) if sd.size else float("nan")
+
+
+def half_power_prefactor(N, values) -> float:
+    """c of the law c N^(-1/2) fitted to `values` (least squares in log): the geometric mean
+    of values sqrt(N) over the finite positive points."""
+    N, values = np.asarray(N, dtype=float), np.asarray(values, dtype=float)
+    ok = np.isfinite(values) & (values > 0)
+    return float(np.exp(np.mean(np.log(values[ok] * np.sqrt(N[ok]))))) if ok.any() else np.nan
+
+
 def data(inputs: FigureInputs, options) -> xr.Dataset:
     sims, escape_level = inputs.sims, options.escape_level
     theory_of = matched(sims, inputs.theories)
@@ -99,12 +120,16 @@ def data(inputs: FigureInputs, options) -> xr.Dataset:
         row |= {"diverged": diverged_count(sim), "seeds": sim.sizes["seed"]}
         for key in ("N", "R", "Q", "log_eps", "alpha_end", "escape_dev", "escape_n"):
             row[key] = table[key][rank]
+        row["R_predicted"] = predicted_rms_R(theory, row["alpha_end"])
         row |= {f"escape_{k}": getattr(table["escape"][rank], k) for k in
                 ("mean", "std", "min", "max", "n_escaped", "n_seeds")}  # fmt: skip
         for name, value in row.items():
             dims = ("record",) if np.ndim(value) else ()
             per_run.setdefault(name, (dims, []))[1].append(value)
     ds = run_dataset(per_run, [sims[i].attrs["run_name"] for i in order]).merge(fits(table))
+    N = ds["N"].values
+    ds["R_prefactor_fitted"] = half_power_prefactor(N, ds["R"].values)
+    ds["R_prefactor_predicted"] = half_power_prefactor(N, ds["R_predicted"].values)
     level, alpha_end = compare_window(inputs.compare)
     ds.attrs.update(first_stage_level=level, escape_level=float(escape_level))
     ds.attrs["first_stage_alpha"] = "none" if alpha_end is None else alpha_end

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
+from scipy import stats
 
 from tsmeta import analysis
 from tsmeta.figure_data import compare_window, described, matched, params
@@ -57,6 +58,33 @@ def second_stage_table(
     return rows
 
 
+def stochastic_variant(inputs) -> list | None:
+    """The theory files of the experiment's SDE variant (kind sde: dim realisation), if any."""
+    for theories in inputs.variants.values():
+        if theories and "realisation" in theories[0].dims:
+            return theories
+    return None
+
+
+def add_sde(rows, sims, sde_theories, level: float) -> None:
+    """Per run: the SDE's escape alphas (realisation-major), their correlation with the
+    seed's ODE escape next to the simulation's, sd(SDE - ODE) and the two-sample KS p-value
+    of the simulated against the SDE escapes (escaped seeds only)."""
+    for row, sim, sde in zip(rows, sims, matched(sims, sde_theories)):
+        if sde is None:
+            continue
+        paths = [analysis.escape_pairs(sim, sde.isel(realisation=r), level)["ode"].values
+                 for r in range(sde.sizes["realisation"])]  # fmt: skip
+        escapes = np.concatenate(paths)
+        ode = np.tile(row["ode"], len(paths))
+        row["sde"] = escapes
+        row["sde_mean"] = analysis.mean_error(escapes)
+        row["sde_corr"] = analysis.correlation(escapes, ode)
+        row["sde_diff"] = analysis.mean_error(escapes - ode)
+        a, b = row["sim"][np.isfinite(row["sim"])], escapes[np.isfinite(escapes)]
+        row["ks_p"] = float(stats.ks_2samp(a, b).pvalue) if len(a) and len(b) else np.nan
+
+
 def ecdf(values, alpha_final) -> tuple[np.ndarray, np.ndarray]:
     """Steps of the empirical CDF over seeds up to alpha_final; seeds that never escape keep
     the curve below 1; empty if no seed escaped."""
@@ -94,6 +122,29 @@ def _per_run(rows) -> dict:
         values[f"escaped_{what}"] = ("run", np.array([row[f"{what}_mean"].n for row in rows], int))
     for key in ("r", "lower", "upper", "n"):
         values[f"corr_{key}"] = ("run", np.array([getattr(row["corr"], key) for row in rows]))
+    if any("sde" in row for row in rows):
+        values.update(_sde_values(rows))
+    return values
+
+
+def _sde_values(rows) -> dict:
+    """The SDE's escapes, CDF steps, correlation with the ODE and KS p-value per run (NaN
+    for runs without an SDE theory)."""
+    nan_corr = analysis.correlation([], [])
+    width = max(len(row.get("sde", ())) for row in rows)
+    steps = [ecdf(row.get("sde", []), row["alpha_final"]) for row in rows]
+    values = {
+        "escape_sde": (("run", "path"), _padded([row.get("sde", []) for row in rows], width)),
+        "ecdf_sde_x": (("run", "sde_step"), _padded([x for x, _ in steps], width + 2)),
+        "ecdf_sde_y": (("run", "sde_step"), _padded([y for _, y in steps], width + 2)),
+        "ks_p": ("run", np.array([row.get("ks_p", np.nan) for row in rows])),
+        "n_sde": ("run", np.array([len(row.get("sde", ())) for row in rows], dtype=int)),
+    }
+    for key in ("r", "lower", "upper", "n"):
+        values[f"corr_sde_{key}"] = (
+            "run",
+            np.array([getattr(row.get("sde_corr", nan_corr), key) for row in rows]),
+        )
     return values
 
 
@@ -166,6 +217,14 @@ def note(rows, level, first_level, notes) -> str:
             f"r = {c.r:.2f} ± {(c.upper - c.lower) / 2:.2f} (r² = {c.r**2:.2f}); second stage "
             rf"alone (escape − α at $\varepsilon$ < {first_level:g}): r = {c2.r:.2f}"
         )
+        if "sde" in row:
+            cs, ds_ = row["sde_corr"], row["sde_diff"]
+            parts[-1] += (
+                f"; SDE ({row['sde_mean'].n} escaped paths): sd {row['sde_mean'].std:.1f}, "
+                f"sd(SDE − ODE) {ds_.std:.1f}, r with the ODE {cs.r:.2f} "
+                f"[{cs.lower:.2f}, {cs.upper:.2f}] (simulation {c.r:.2f}), KS sim vs SDE "
+                f"p = {row['ks_p']:.2f}"
+            )
     censored = [f"N={row['N']}" for row in rows if row["sim_mean"].n < len(row["sim"])]
     text = (
         rf"Escape: first α with $\varepsilon_{{\rm meta}}$ < {level:g}, log-interpolated between "
@@ -191,6 +250,9 @@ def data(inputs, options) -> xr.Dataset:
     level = float(options.escape_level)
     first_level = compare_window(inputs.compare)[0]  # the first stage the comparison measured
     rows = second_stage_table(inputs.sims, inputs.theories, level, first_level)
+    sde = stochastic_variant(inputs)
+    if sde is not None:
+        add_sde(rows, inputs.sims, sde, level)
     values = _per_run(rows)
     notes = []
     if rows:
@@ -213,6 +275,9 @@ LONG_NAMES = {
     "ecdf_sim_y": "fraction of seeds escaped (simulation)",
     "ecdf_ode_y": "fraction of seeds escaped (ODE)",
     "corr_r": "Pearson correlation of simulated and ODE escape over seeds",
+    "escape_sde": "SDE (theory kind sde) from the seed's own overlaps: escape alpha per path",
+    "corr_sde_r": "Pearson correlation of the SDE's escape with the seed's ODE escape",
+    "ks_p": "two-sample KS p-value, simulated against SDE escape alphas",
     "series_mean": "mean alpha over seeds",
     "series_error": "its standard error",
     "fit_line": "weighted least-squares line against ln N",

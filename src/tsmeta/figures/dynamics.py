@@ -15,6 +15,7 @@ import numpy as np
 import seaborn as sns
 import xarray as xr
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from tsmeta.figure_data import alpha_axis
 from tsmeta.figures.style import (
@@ -33,6 +34,12 @@ def teacher_colors(M: int):
     return sns.color_palette("colorblind", max(M, 3))
 
 
+def theory_fill(ax, x, lo, hi):
+    """The theory's predicted band (figure_data.theory_band): hatched, no fill colour."""
+    ax.fill_between(x, lo, hi, facecolor="none", edgecolor="0.35", hatch="////", lw=0,
+                    alpha=0.35)  # fmt: skip
+
+
 def dynamics_row(axes, row: dict, thresholds, xscale="log"):
     """eps_meta, R_kn and Q_kl against alpha for one run (simulation and theory)."""
     x = alpha_axis(row["alpha"], xscale)
@@ -46,6 +53,7 @@ def dynamics_row(axes, row: dict, thresholds, xscale="log"):
                   color=SIM_COLOR, elinewidth=0.8)  # fmt: skip
     if has_theory:
         ax_e.plot(x, row["eps_theory"], color="black", ls="--", lw=1.0)
+        theory_fill(ax_e, x, row["eps_theory_lo"], row["eps_theory_hi"])
     for j, level in enumerate(thresholds):
         ax_e.axhline(level, color="grey", ls=":", lw=0.8)
         a_sim, a_th = row["crossing_sim"][j], row["crossing_theory"][j]
@@ -68,6 +76,7 @@ def dynamics_row(axes, row: dict, thresholds, xscale="log"):
                       row["R_hi"][:, k, n], colors[n], lw=1.4 if k == n else 0.7)  # fmt: skip
             if has_theory:
                 ax_r.plot(x, row["R_theory"][:, k, n], color="black", lw=0.7, ls="--")
+                theory_fill(ax_r, x, row["R_theory_lo"][:, k, n], row["R_theory_hi"][:, k, n])
     ax_r.set_ylabel(r"$R_{kn}$")
     for k in range(K):
         for l in range(k, K):
@@ -76,6 +85,7 @@ def dynamics_row(axes, row: dict, thresholds, xscale="log"):
                       row["Q_hi"][:, k, l], color, lw=1.4 if k == l else 0.7)  # fmt: skip
             if has_theory:
                 ax_q.plot(x, row["Q_theory"][:, k, l], color="black", lw=0.7, ls="--")
+                theory_fill(ax_q, x, row["Q_theory_lo"][:, k, l], row["Q_theory_hi"][:, k, l])
     ax_q.set_ylabel(r"$Q_{kl}$")
     for ax in axes:
         ax.set_xscale(xscale)
@@ -97,6 +107,8 @@ def _legend_handles(M: int, thresholds):
         Line2D([], [], color=SIM_COLOR, marker="o", mfc="none", ls="none", ms=4,
                label=r"simulation, Monte-Carlo $\varepsilon$"),
         Line2D([], [], color="black", ls="--", lw=1.0, label="theory (ODE)"),
+        Patch(facecolor="none", edgecolor="0.35", hatch="////",
+              label="theory band: ODEs ± predicted noise sd"),
     ]  # fmt: skip
     if thresholds:
         handles.append(Line2D([], [], color="grey", ls="-.", lw=0.8,
@@ -128,10 +140,12 @@ def paint(ds: xr.Dataset, options):
                frameon=False, borderaxespad=1.0)  # fmt: skip
     note = (
         "Lines: mean over seeds; bands: min-max over seeds; dashed black: theory (ODE) from "
-        "each seed's own initial overlaps. R panels: colour = teacher unit n, thick where "
-        "k = n; Q panels: $Q_{kk}$ in the colour of the teacher its unit ends on. Units are "
-        "relabelled per seed so that student k ends on teacher k, the simulation and the "
-        "theory each by its own last record (docs/simulation.md)."
+        "each seed's own initial overlaps; hatched: the theory's band, every seed's ODE "
+        "-/+ its predicted finite-N noise sd (linear noise around its own path, "
+        "docs/theory.md section 12), min-max over seeds. R panels: colour = teacher unit n, "
+        "thick where k = n; Q panels: $Q_{kk}$ in the colour of the teacher its unit ends "
+        "on. Units are relabelled per seed so that student k ends on teacher k, the "
+        "simulation and the theory each by its own last record (docs/simulation.md)."
     )
     if symmetric:
         note += (

@@ -48,6 +48,12 @@ def _deviation_panel(ax_d, ds: xr.Dataset, window: str) -> None:
         if np.isfinite(ds["reference_y"].values).any():
             ax_d.plot(ds["reference_x"].values, ds["reference_y"].values, color="grey", ls=":",
                       label=r"$\propto N^{-1/2}$")  # fmt: skip
+        if "R_predicted" in ds and np.isfinite(ds["R_predicted"].values).any():
+            fitted = float(ds["R_prefactor_fitted"])
+            predicted = float(ds["R_prefactor_predicted"])
+            ax_d.plot(N, ds["R_predicted"].values, "o", mfc="none", ms=8, color="C0",
+                      label=rf"R predicted (linear noise): $c N^{{-1/2}}$, c = {predicted:.2f} "
+                      f"(fitted to R: {fitted:.2f})")  # fmt: skip
         ax_d.set_xscale("log")
         ax_d.set_yscale("log")
     else:

@@ -29,6 +29,10 @@ def paint(ds, options):
         _steps(ax_d, run, "sim", color, "-",
                f"N={N}: simulation ({int(run['escaped_sim'])}/{seeds} escaped)")  # fmt: skip
         _steps(ax_d, run, "ode", color, "--", f"N={N}: ODE ({int(run['escaped_ode'])}/{seeds})")
+        if "ecdf_sde_x" in run and int(run["n_sde"]):
+            _steps(ax_d, run, "sde", color, ":",
+                   f"N={N}: SDE, {int(run['n_sde'])} paths, KS p = {float(run['ks_p']):.2f}, "
+                   f"r(SDE, ODE) = {float(run['corr_sde_r']):.2f}")  # fmt: skip
         r, lower, upper = (float(run[f"corr_{k}"]) for k in ("r", "lower", "upper"))
         ax_s.plot(ode, sim, "o", ms=3.5, color=color, alpha=0.75,
                   label=f"N={N}: r = {r:.2f} [{lower:.2f}, {upper:.2f}], "
@@ -39,7 +43,8 @@ def paint(ds, options):
             lo, hi = min(lo, both.min()), max(hi, both.max())
     ax_d.set_xlabel(rf"escape α (first $\varepsilon_{{\rm meta}}$ < {level:g})")
     ax_d.set_ylabel("fraction of seeds escaped")
-    ax_d.set_title("(a) distribution over seeds (dashed: ODE)", fontsize=9, loc="left")
+    ax_d.set_title("(a) distribution over seeds (dashed: ODE, dotted: SDE)", fontsize=9,
+                   loc="left")  # fmt: skip
     legend(ax_d, fontsize=7, loc="lower right")
     if np.isfinite(lo):
         ax_s.plot([lo, hi], [lo, hi], color="grey", lw=0.8, ls=":", label="simulation = ODE")

@@ -37,6 +37,8 @@ class Physics:
     # the inner J rate of algorithms whose inner loop moves J (MAML, FO-MAML), else 0: it
     # shifts the training fields of later inner steps (`finite_p_steps`)
     eta_J_inner: np.ndarray = 0.0
+    N: np.ndarray | int = 0  # input dimension: the noise scale of a stochastic theory
+    stream: np.ndarray | int = 0  # a member's random stream (a stochastic theory)
 
     @classmethod
     def from_params(cls, params: RunParams | Sequence[RunParams] | Physics) -> Physics:
@@ -62,6 +64,7 @@ class Physics:
             P=arr(lambda p: p.P),
             activation=arr(lambda p: p.activation, dtype=str),
             eta_J_inner=arr(lambda p: p.eta_J_inner_eff * algorithm(p.algorithm).adapts_J),
+            N=arr(lambda p: p.N),
         )
 
     def take(self, idx) -> Physics:

@@ -26,6 +26,7 @@ the alpha and the reason (`Trajectory.reason`); `integrate` never raises on them
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -167,6 +168,7 @@ def integrate(
     settings: TheorySettings | dict | None = None,
     *,
     progress: Callable[[float, int, float], None] | None = None,
+    streams=None,
 ) -> Trajectory:
     """Integrate a batch (axis 0, e.g. seeds) as one system and record on `alphas`.
 
@@ -176,7 +178,8 @@ def integrate(
     and the algorithm call for (`rhs.terms_for`). Never raises on divergence, on non-finite
     inputs or on a spent work bound (`max_rhs_evals`, `max_wall_s`): such members stop,
     marked diverged, with `reason`. `progress(alpha, evaluations, seconds)`, if given, is
-    called every trajectory.PROGRESS_EVERY_S seconds of a long integration.
+    called every trajectory.PROGRESS_EVERY_S seconds of a long integration. `streams` (B,)
+    ints name each member's random stream (a stochastic theory kind; default 0).
     """
     st = TheorySettings.coerce(settings)
     terms = terms_for(st, _algorithm(params))
@@ -185,6 +188,8 @@ def integrate(
     B, K, M = R0.shape
     T = np.broadcast_to(np.asarray(T, dtype=float), (B, M, M)).copy()
     phys = Physics(**{k: np.broadcast_to(v, (B,)).copy() for k, v in vars(phys).items()})
+    if streams is not None:
+        phys = dataclasses.replace(phys, stream=np.asarray(streams, dtype=np.int64))
     alphas = np.asarray(alphas, dtype=float)
     if alphas.ndim != 1 or np.any(np.diff(alphas) <= 0):
         raise ValueError("alphas must be a strictly increasing 1-d array")

@@ -120,10 +120,11 @@ def finite_v_term(f: Fields) -> dict:
 class Term:
     """A right-hand-side term and the rule that includes it for a run.
 
-    `fn` gives its drift; `diffusion`, None for a deterministic term, would give its noise
-    for a stochastic theory: a dict like the drift's whose arrays carry one more trailing
-    axis, the independent standard Wiener increments that drive it (an SDE stepper draws
-    them and adds diffusion @ dW to the drift step; `theory.steppers`).
+    `fn` gives its drift; `diffusion`, None for a deterministic term, would give a noise of
+    its own, independent of the others: a dict like the drift's whose arrays carry one more
+    trailing axis (its Wiener increments). The finite-N noise of the outer update is not of
+    that kind (the terms' fluctuations are correlated: one task moves them all), so it is
+    owned by `theory.diffusion`, which the SDE stepper uses; no term has one today.
     """
 
     fn: Callable[[Fields], dict]

@@ -22,13 +22,13 @@ stops with their reasons, restarts without the stopped members, splitting a stal
 off. `STEPPERS` names the steppers; `make_stepper` picks one through the theory kind
 (`settings.THEORY_KINDS`).
 
-A stochastic theory (SDE) plugs in as a third peer: an Euler–Maruyama stepper built from
-the settings by one line in `STEPPERS` (and its kind in `THEORY_KINDS`) holds its own
-`numpy.random.Generator` (seeded from the settings), and `advance()` draws the Wiener
-increments dW ~ N(0, dt) itself and steps y + f dt + G dW, with f from `system.deriv` and the
-diffusion G from `rhs.diffusion` of the same terms; it has no dense output (a noise path has
-no interpolant), so it lands on every record like the fixed-step RK4, and it never reports
-SPLIT. Draws happen only inside `advance()`, so the driver stays the same.
+The stochastic theory (kind sde) is the third peer, `EulerMaruyamaStepper`: it holds one
+`numpy.random.Generator` per member stream (Physics.stream), and `advance()` draws the
+Wiener increments itself and steps y + f dt + sqrt(dt / N) F zeta, with f from
+`system.deriv` and F F^T the diffusion matrix of `theory.diffusion` for the same terms; it
+has no dense output (a noise path has no interpolant), so it lands on every record like the
+fixed-step RK4, and it never reports SPLIT. Draws happen only inside `advance()`, so the
+driver stays the same.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, Radau
 from scipy.sparse import block_diag
 
 from tsmeta.settings import THEORY_KINDS, TheorySettings
+from tsmeta.theory import diffusion
 from tsmeta.theory.closed_form import Physics
 from tsmeta.theory.rhs import drift
 from tsmeta.theory.trajectory import StateLayout, WorkBudget, domain_margins
@@ -274,10 +275,101 @@ class FixedRK4Stepper:
         return Step(OK, t_old, t_new, y_new)
 
 
+# --- Euler-Maruyama (the stochastic theory) ------------------------------------------------
+
+SDE_STEP = 0.1  # default step in alpha (docs/theory.md, section 12: noiseless Euler vs RK45)
+SDE_REFRESH = 1.0  # alpha between evaluations of the finite-P and finite-V parts of D
+SDE_STREAM = 5  # the random streams' tag (simulation.streams uses 0-2)
+
+
+def clipped_orthogonal_part(R, Q, T) -> np.ndarray:
+    """Q with the Gram matrix of the student parts orthogonal to the teachers,
+    S = Q - R T^-1 R^T, made symmetric and clipped to PSD: S is a Gram matrix in the exact
+    chain, but a Gaussian kick can make it indefinite where it is O(1/N) (near a fixed
+    point where the students lie in the teachers' span)."""
+    fit = R @ np.linalg.solve(T, np.swapaxes(R, -1, -2))
+    S = Q - fit
+    S = 0.5 * (S + np.swapaxes(S, -1, -2))
+    vals, vecs = np.linalg.eigh(np.where(np.isfinite(S), S, 0.0))
+    clipped = (vecs * np.clip(vals, 0.0, None)[..., None, :]) @ np.swapaxes(vecs, -1, -2)
+    fixed = fit + 0.5 * (clipped + np.swapaxes(clipped, -1, -2))
+    return np.where(np.isfinite(S).all(axis=(-2, -1))[..., None, None], fixed, Q)
+
+
+class EulerMaruyamaStepper:
+    """X' = X + f h + sqrt(h / N) F zeta, F F^T = D(X) (`theory.diffusion`, the parts that
+    go with the drift's terms), landing on every record (no dense output).
+
+    The task-head part D_inf is evaluated at every step; the finite-P and finite-V parts,
+    which cost an F4 integral, every SDE_REFRESH in alpha (they vary on the scale of the
+    drift, not of the noise). Each member draws zeta from its own generator, seeded by its
+    `stream` (Physics.stream: seed and realisation), kept across restarts of the batch: a
+    member's path does not depend on the other members.
+    """
+
+    def __init__(self, alphas, h: float):
+        self.alphas, self.h = alphas, h
+        self.i, self.j = 1, 0
+        self.generators: dict[int, np.random.Generator] = {}
+
+    @classmethod
+    def from_settings(cls, settings: TheorySettings, alphas) -> EulerMaruyamaStepper:
+        return cls(alphas, settings.fixed_step or SDE_STEP)
+
+    def start(self, system: BatchSystem, t, y) -> np.ndarray:
+        self.system, self.t, self.y = system, t, y
+        self.parts = diffusion.parts_for(system.terms)
+        self.second_order = "second_order" in system.terms
+        self.finite, self.refreshed = None, -math.inf
+        return np.zeros(len(y), dtype=bool)
+
+    def generator(self, stream: int) -> np.random.Generator:
+        if stream not in self.generators:
+            self.generators[stream] = np.random.default_rng([SDE_STREAM, stream])
+        return self.generators[stream]
+
+    def noise(self, y) -> np.ndarray:
+        """F (B, n, n) at the states y."""
+        system = self.system
+        R, Q, w0 = system.layout.unpack(y)
+        finite_parts = [p for p in self.parts if p != "task_head"]
+        if finite_parts and self.t - self.refreshed >= SDE_REFRESH - 1e-12:
+            with np.errstate(all="ignore"):
+                parts = diffusion.diffusion_parts(R, Q, system.T, w0, system.phys, finite_parts,
+                                                  second_order=self.second_order)  # fmt: skip
+            self.finite, self.refreshed = sum(parts.values()), self.t
+        with np.errstate(all="ignore"):
+            D = diffusion.diffusion_parts(R, Q, system.T, w0, system.phys, ("task_head",),
+                                          second_order=self.second_order)  # fmt: skip
+        D = D["task_head"] + (0.0 if self.finite is None else self.finite)
+        D = np.where(np.isfinite(D), 0.5 * (D + np.swapaxes(D, -1, -2)), 0.0)
+        return diffusion.noise_factor(D)
+
+    def advance(self) -> Step:
+        t_prev, t_next = self.alphas[self.i - 1], self.alphas[self.i]
+        n = max(1, math.ceil((t_next - t_prev) / self.h - 1e-9))
+        dt = (t_next - t_prev) / n
+        system, y = self.system, self.y
+        system.work.spend(1)
+        system.nfev += 1
+        zeta = np.stack([self.generator(int(s)).standard_normal(y.shape[1])
+                         for s in system.phys.stream])  # fmt: skip
+        scale = np.sqrt(dt / np.asarray(system.phys.N, float))[:, None]
+        kick = scale * np.einsum("bij,bj->bi", self.noise(y), zeta)
+        y_new = y + dt * system.deriv(y) + kick
+        R, Q, _ = system.layout.unpack(y_new)  # views
+        Q[...] = clipped_orthogonal_part(R, Q, system.T)
+        t_new = t_next if self.j == n - 1 else t_prev + (self.j + 1) * dt
+        self.i, self.j = (self.i + 1, 0) if self.j == n - 1 else (self.i, self.j + 1)
+        t_old, self.t, self.y = self.t, t_new, y_new
+        return Step(OK, t_old, t_new, y_new)
+
+
 # One line per stepper: name -> (settings, record alphas) -> a stepper.
 STEPPERS: dict[str, Callable[[TheorySettings, np.ndarray], Stepper]] = {
     "scipy": ScipyStepper.from_settings,
     "rk4": FixedRK4Stepper.from_settings,
+    "euler-maruyama": EulerMaruyamaStepper.from_settings,
 }
 
 

@@ -216,3 +216,55 @@ def F4_block(C: np.ndarray, a, b, c, d, nodes: int = F4_NODES) -> np.ndarray:
     groups = tuple(tuple(int(i) for i in np.atleast_1d(g)) for g in (a, b, c, d))
     plan, where = _block_plan(groups)
     return _f4_terms(np.asarray(C, dtype=float), plan, nodes)[..., where]
+
+
+# --- I6: per-example second moments of the outer update (the diffusion matrix) --------------
+
+
+def tilted_covariance(C: np.ndarray, first: int) -> np.ndarray:
+    """C' (..., F, F, D, D): the covariance of z under the weight g'(z_p) g'(z_q), p, q < F.
+
+    For erf, g'(z) = sqrt(2/pi) exp(-z^2/2): the two factors multiply the Gaussian density
+    by exp(-(z_p^2 + z_q^2)/2), which leaves a Gaussian with C' = C - C_.S (1 + C_SS)^-1 C_S.,
+    S = (p, q) (Woodbury; p = q works as the multiset), of total weight J2(p, q)
+    (docs/theory.md, section 12).
+    """
+    C = np.asarray(C, dtype=float)
+    F = first
+    diag = np.diagonal(C, axis1=-2, axis2=-1)[..., :F]
+    cpp = diag[..., :, None]
+    cqq = diag[..., None, :]
+    cpq = C[..., :F, :F]
+    det = (1.0 + cpp) * (1.0 + cqq) - cpq**2
+    row_p = C[..., :F, None, :]  # C_p. (..., F, 1, D)
+    row_q = C[..., None, :F, :]  # C_q. (..., 1, F, D)
+    # (1 + C_SS)^-1 = [[1 + c_qq, -c_pq], [-c_pq, 1 + c_pp]] / det
+    ipp, iqq, ipq = (((1.0 + cqq) / det), ((1.0 + cpp) / det), (-cpq / det))
+    outer = lambda x, y: x[..., :, None] * y[..., None, :]  # noqa: E731
+    corr = (
+        ipp[..., None, None] * outer(row_p, row_p)
+        + iqq[..., None, None] * outer(row_q, row_q)
+        + ipq[..., None, None] * (outer(row_p, row_q) + outer(row_q, row_p))
+    )
+    return C[..., None, None, :, :] - corr
+
+
+def I6_contracted(C: np.ndarray, first: int, weights: np.ndarray, stein: int) -> np.ndarray:
+    """sum_ab weights[p, q, a, b] <g'(z_p) g'(z_q) g(z_a) g(z_b) z_s z_t>, (..., F, F, S, S).
+
+    p, q < first carry g', s, t < stein the plain fields; `weights` (..., F, F, D, D) is
+    symmetric in (a, b). Under the tilt (`tilted_covariance`) the average is J2(p, q) times
+    a Gaussian average on C', where Stein's lemma on z_s gives
+    <z_s z_t g_a g_b>' = C'_sa I3'(a, t, b) + C'_sb I3'(b, t, a) + C'_st I2'(a, b)
+    (docs/theory.md, section 12). Also returns J2 (..., F, F) and C' (..., F, F, D, D).
+    """
+    Ct = tilted_covariance(C, first)
+    i3 = I3(Ct)  # [p, q, a, t, b] = <g'(z_a) z_t g(z_b)>'
+    i2 = I2(Ct)
+    j2 = J2(C, first)
+    s = slice(0, stein)
+    stein_part = np.einsum("...pqab,...pqsa,...pqatb->...pqst", weights, Ct[..., s, :],
+                           i3[..., :, s, :])  # fmt: skip
+    plain = np.einsum("...pqab,...pqab->...pq", weights, i2)
+    out = j2[..., None, None] * (2.0 * stein_part + plain[..., None, None] * Ct[..., s, s])
+    return out, j2, Ct
