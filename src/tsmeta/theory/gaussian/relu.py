@@ -169,7 +169,9 @@ def _f4_rows(C4, nodes):
         coef = H * (1.0 - t**2) * c(e, f)
         for i, j in PAIRS:
             k, l = (x for x in range(4) if x not in (i, j))
-            coef = coef + c(i, j) * (Ct[..., k, e] * S_e[..., l, f] + Ct[..., k, f] * S_f[..., l, e])
+            coef = coef + c(i, j) * (
+                Ct[..., k, e] * S_e[..., l, f] + Ct[..., k, f] * S_f[..., l, e]
+            )
         total = total + (weight * coef * _orthant_density(var_k, var_l, cov_kl)).sum(-1)
     return total
 
