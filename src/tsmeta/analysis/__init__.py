@@ -55,6 +55,7 @@ from tsmeta.analysis.relabel import (
     run_arrangements,
     specialised,
     specialised_alignment,
+    subspace_cosines,
 )
 from tsmeta.analysis.stats import (
     Correlation,
@@ -111,6 +112,7 @@ __all__ = [
     "run_arrangements",
     "specialised",
     "specialised_alignment",
+    "subspace_cosines",
     "speed_efolds",
     "stage_deviation",
     "threshold_arrangements",

@@ -12,7 +12,7 @@ import xarray as xr
 from tsmeta.activations import DEFAULT_ACTIVATION
 from tsmeta.activations import activation as activation_line
 from tsmeta.analysis.crossings import minimal_rate
-from tsmeta.analysis.relabel import Arrangement, arrangement
+from tsmeta.analysis.relabel import Arrangement, arrangement, run_activation
 
 
 def rate_law(eta_J, eta_w, K, M, u_std=1.0, gamma=1.0, activation: str = DEFAULT_ACTIVATION):
@@ -24,7 +24,10 @@ def rate_law(eta_J, eta_w, K, M, u_std=1.0, gamma=1.0, activation: str = DEFAULT
     alike. ValueError for an activation without such a rate (R = 0 no fixed point)."""
     factor = activation_line(activation).escape_factor
     if factor is None:
-        raise ValueError(f"activation {activation!r} has no linear escape rate from R = 0")
+        raise ValueError(
+            f"activation {activation!r} has no linear escape rate from R = 0 (<g> != 0: R = 0 "
+            "is no fixed point); theory.stability.escape_rate takes it at the plateau"
+        )
     return eta_J * eta_w * (u_std**2 * gamma**2 * factor) / (K * M)
 
 
@@ -59,6 +62,7 @@ def threshold_arrangements(
     `minimal_rate`), for every value of the other grid axes; "" where none does."""
     upper = minimal_rate(ds, axis, level, prefix)["upper"]
     R, Q = ds[prefix + "R"], ds[prefix + "Q"]
+    odd = activation_line(run_activation(ds)).odd
     labels = np.full(upper.shape, "", dtype=object)
     for pos in np.ndindex(upper.shape):
         value = float(upper.values[pos])
@@ -71,7 +75,7 @@ def threshold_arrangements(
         r = R.sel(sel).values[:K, :M]
         q = Q.sel(sel).values[:K, :K]
         if np.isfinite(r).all() and np.isfinite(q).all():
-            labels[pos] = arrangement(r, threshold, q).label
+            labels[pos] = arrangement(r, threshold, q, odd).label
     return xr.DataArray(labels, dims=upper.dims, coords=upper.coords)
 
 

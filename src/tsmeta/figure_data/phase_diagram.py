@@ -110,7 +110,7 @@ def data(inputs, options) -> xr.Dataset:
         grids["alpha_to_level"].append(cross)
         grids["diverged"].append(d["diverged"].transpose("eta_w", "eta_J").values.astype(bool))
         grids["specialised"].append(
-            specialised(d["R"].transpose("eta_w", "eta_J", "k", "n").values)
+            specialised(d["R"].transpose("eta_w", "eta_J", "k", "n").values, g.odd)
         )
         Ks.append(K)
         titles.append(math_label({"K": K, "M": base.M, "N": base.N, "init": base.init, **sel}))
