@@ -35,6 +35,7 @@ from tsmeta.analysis.crossings import (
 from tsmeta.analysis.laws import (
     early_growth_rate,
     exact_head_rates,
+    plateau_growth_rate,
     rate_law,
     speed_efolds,
     threshold_arrangements,
@@ -107,6 +108,7 @@ __all__ = [
     "log_interpolate",
     "mean_error",
     "minimal_rate",
+    "plateau_growth_rate",
     "rate_law",
     "run_activation",
     "run_arrangements",

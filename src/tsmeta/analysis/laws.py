@@ -117,3 +117,37 @@ def early_growth_rate(
         max_growth=max_growth,
     )  # fmt: skip
     return out
+
+
+def plateau_growth_rate(
+    ds: xr.Dataset, start: float, max_growth: float = 3.0, min_records: int = 3
+) -> xr.DataArray:
+    """Per seed, the growth rate of the part of R that breaks the permutation symmetry: the
+    slope of a least-squares line through log rms(R - mean R)(alpha), rms and mean over the
+    K x M entries, on the records from alpha >= `start` (on the symmetric plateau) until
+    that rms first exceeds `max_growth` times its value there. The escape from the plateau of
+    an activation with <g> != 0 (relu; docs/theory.md, section 12), where R = 0 is no fixed
+    point and `early_growth_rate` would measure the approach to the plateau instead. NaN for
+    a seed with fewer than `min_records` records in the window."""
+    R = ds["R"].transpose("seed", "alpha", ...).values
+    flat = R.reshape(R.shape[0], R.shape[1], -1)
+    alpha = ds["alpha"].values.astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spread = flat - flat.mean(-1, keepdims=True)
+        log_rms = 0.5 * np.log(np.mean(spread**2, -1))
+    rates = np.full(R.shape[0], np.nan)
+    first = np.searchsorted(alpha, start)
+    for s, series in enumerate(log_rms):
+        if first >= len(alpha) or not np.isfinite(series[first]):
+            continue
+        inside = np.arange(len(alpha)) >= first
+        above = np.flatnonzero(inside & (series > series[first] + math.log(max_growth)))
+        if len(above):
+            inside &= np.arange(len(alpha)) < above[0]
+        inside &= np.isfinite(series)
+        if inside.sum() >= min_records and np.ptp(alpha[inside]) > 0:
+            rates[s] = np.polyfit(alpha[inside], series[inside], 1)[0]
+    out = xr.DataArray(rates, dims=("seed",), coords={"seed": ds["seed"].values})
+    out.attrs.update(long_name="growth rate of rms(R - mean R) on the plateau", units="1/alpha",
+                     start=start, max_growth=max_growth)  # fmt: skip
+    return out

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from tsmeta.analysis import alignment, first_crossing
+from tsmeta.activations import activation
+from tsmeta.analysis import alignment, first_crossing, run_activation
 from tsmeta.figure_data import (
     FigureInputs,
     diverged_count,
@@ -35,14 +36,15 @@ from tsmeta.figure_data import (
 SPECIALISED = 0.5  # |R| of every matched unit above this: the units have specialised
 
 
-def unit_assignment(R: np.ndarray):
+def unit_assignment(R: np.ndarray, odd: bool = True):
     """(order, signs) of `analysis.alignment`, or None where the units have not specialised
-    (still on the plateau, where an assignment means nothing)."""
+    (still on the plateau, where an assignment means nothing); signed R where g is not odd."""
     if not np.isfinite(R).all():
         return None
-    order, signs = alignment(R)
+    order, signs = alignment(R, odd)
     d = min(R.shape)
-    matched = np.abs(R[order[:d], np.arange(d)])
+    matched = R[order[:d], np.arange(d)]
+    matched = np.abs(matched) if odd else matched
     return (tuple(order), tuple(signs)) if matched.min() > SPECIALISED else None
 
 
@@ -52,8 +54,9 @@ def assignments_differ(sim: xr.Dataset, theory: xr.Dataset | None) -> int:
     if theory is None:
         return 0
     differ = 0
+    odd = activation(run_activation(sim)).odd
     for a, b in zip(last_finite(sim["R"].values), last_finite(theory["R"].values)):
-        a, b = unit_assignment(a), unit_assignment(b)
+        a, b = unit_assignment(a, odd), unit_assignment(b, odd)
         differ += a is not None and b is not None and a != b
     return differ
 

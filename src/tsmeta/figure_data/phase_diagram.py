@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 
 from tsmeta.activations import DEFAULT_ACTIVATION, activation
+from tsmeta.analysis import specialised
 from tsmeta.figure_data import (
     TEX,
     combos,
@@ -39,19 +40,6 @@ def is_log(values) -> bool:
     """Whether a positive grid spans more than a factor 5 (drawn on a log axis)."""
     v = np.asarray(values, dtype=float)
     return bool(np.all(v > 0) and v.max() / v.min() > 5)
-
-
-def specialised(R: np.ndarray) -> np.ndarray:
-    """Whether the student units cover min(K, M) distinct teachers: R (..., K, M), NaN-padded."""
-    R = np.asarray(R, dtype=float)
-    out = np.zeros(R.shape[:-2], dtype=bool)
-    for pos in np.ndindex(out.shape):
-        r = R[pos]
-        r = r[np.isfinite(r).any(axis=1)][:, np.isfinite(r).any(axis=0)]
-        if r.size == 0 or not np.isfinite(r).all():
-            continue
-        out[pos] = len(set(np.abs(r).argmax(axis=1))) == min(r.shape)
-    return out
 
 
 def math_label(sel: dict) -> str:
@@ -98,12 +86,15 @@ def data(inputs, options) -> xr.Dataset:
     rows = combos(ds["eps_final"], skip=("eta_J", "eta_w"))
     xj, yw = ds["eta_J"].values.astype(float), ds["eta_w"].values.astype(float)
     xlog, ylog = is_log(xj), is_log(yw)
-    g = activation(getattr(base, "activation", DEFAULT_ACTIVATION))
+    base_g = getattr(base, "activation", DEFAULT_ACTIVATION)
     grids = {"log10_eps": [], "alpha_to_level": [], "diverged": [], "specialised": []}
-    Ks, titles = [], []
+    Ks, titles, exact = [], [], []
     for sel in rows:
         d = ds.sel(sel) if sel else ds
         K = int(sel.get("K", base.K))
+        g = activation(str(sel.get("activation", base_g)))  # a grid may have an activation axis
+        rate = g.exact_head_rate(K, 1)
+        exact.append(np.nan if rate is None else rate)  # relu: no exact one-step head
         with np.errstate(all="ignore"):
             grids["log10_eps"].append(np.log10(d["eps_final"].transpose("eta_w", "eta_J").values))
         cross = d["alpha_to_level"].sel(level=level).transpose("eta_w", "eta_J").values
@@ -130,7 +121,7 @@ def data(inputs, options) -> xr.Dataset:
             "eta_J_edges": ("eta_J_edge", edges(xj, xlog)),
             "eta_w_edges": ("eta_w_edge", edges(yw, ylog)),
             "K": ("row", np.array(Ks, dtype=int)),
-            "eta_w_exact": ("row", np.array([g.exact_head_rate(K, 1) for K in Ks], dtype=float),
+            "eta_w_exact": ("row", np.array(exact, dtype=float),
                             {"long_name": "head rate of an exact inner step (3K for erf)"}),
             "title": ("row", np.array(titles, dtype=str)),
             **_spot_checks(inputs.sims, rows, level),
