@@ -1,6 +1,9 @@
 """Relabelling and arrangements that know the symmetry of the activation: sign flips for odd
 g (erf, linear), permutations and the signed R for relu, the learned subspace for linear."""
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -9,6 +12,10 @@ from scipy.stats import ortho_group
 
 from tsmeta import analysis
 from tsmeta.activations import activation
+from tsmeta.params import RunParams
+from tsmeta.tasks import initial_state
+from tsmeta.theory import integrate
+from tsmeta.theory.sweeps import run_sweep
 
 # unit 0 points against teacher 0 and a little along teacher 1; unit 1 along both
 R = np.array([[-0.9, 0.3], [0.5, 0.8]])
@@ -72,3 +79,37 @@ def test_rate_law_from_the_table():
     arr = analysis.arrangement(np.eye(3), 0.5)
     assert analysis.exact_head_rates(arr, "linear") == {1: 3.0}
     assert analysis.exact_head_rates(arr, "relu") == {}
+
+
+def test_plateau_growth_rate_measures_the_symmetry_breaking_part():
+    """R = r(alpha) 11^T + exp(kappa alpha) P (P of zero mean): the symmetric part, however it
+    moves, does not enter; the window starts at `start` and ends at a growth of 3."""
+    alpha = np.linspace(0.0, 20.0, 81)
+    pattern = np.array([[1.0, -0.5, -0.5], [-0.5, 1.0, -0.5], [-0.5, -0.5, 1.0]]) * 1e-3
+    symmetric = 0.25 * (1 - np.exp(-alpha))[:, None, None] * np.ones((3, 3))
+    rates = [0.3, 0.5]
+    R = np.stack([symmetric + np.exp(k * alpha)[:, None, None] * pattern for k in rates])
+    ds = xr.Dataset({"R": (("seed", "alpha", "k", "n"), R)},
+                    coords={"seed": [0, 1], "alpha": alpha})  # fmt: skip
+    got = analysis.plateau_growth_rate(ds, start=5.0)
+    np.testing.assert_allclose(got.values, rates, rtol=1e-9)
+    window = alpha[(alpha >= 5.0)]
+    assert got.attrs["start"] == 5.0 and len(window) > 3
+    assert np.isnan(analysis.plateau_growth_rate(ds, start=25.0).values).all()  # no record
+
+
+def test_a_sweep_with_an_activation_axis_batches_each_activation_apart():
+    """Each activation's members form their own batch (one set of integrals per batch), and a
+    member equals the same run integrated alone."""
+    base = RunParams(N=60, K=2, M=2, alpha_final=2.0, seed_offset=3).to_dict()
+    sweep = {"base": base, "grid": {"activation": ["erf", "relu", "linear"]}, "levels": [0.1]}
+    settings = {"method": "RK45", "rtol": 1e-9, "atol": 1e-11, "finite_p": False}
+    ds = run_sweep(sweep, settings, n_fine=20, n_coarse=5)
+    groups = json.loads(ds.attrs["groups_json"])
+    assert sorted(g.get("activation", "erf") for g in groups) == ["erf", "linear", "relu"]
+    p = RunParams.from_dict({**base, "activation": "relu"})
+    ts = initial_state(dataclasses.replace(p, seeds=1))
+    alone = integrate(*(ts[v].values for v in ("R0", "Q0", "T", "w0")), p, ds["alpha"].values,
+                      settings)  # fmt: skip
+    np.testing.assert_allclose(ds.sel(activation="relu")["eps_meta"].values, alone.eps_meta[0],
+                               rtol=1e-7)  # fmt: skip
