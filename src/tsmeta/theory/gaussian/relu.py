@@ -104,23 +104,30 @@ def _pair_path(C4, e, f, nodes):
     return t, weight, np.cos(psi) ** 2
 
 
-def _conditioned(Ct, C4, e, var_e_f_cos2, f):
-    """Covariances given z_e = 0 (S^(e), (n, q, 4, 4)) and of the other two fields k, l given
-    z_e = z_f = 0 (their variances and covariance), conditioning on e first, then on f."""
-    S = Ct - Ct[..., :, e, None] * Ct[..., None, e, :] / C4[:, None, e, e, None, None]
-    k, l = (x for x in range(4) if x not in (e, f))
-    Sff = var_e_f_cos2
+class _Path:
+    """Entries of C(t) and of the conditional covariances along one pair's path, each (n, q):
+    only the entries a term needs are formed (no (n, q, 4, 4) arrays)."""
 
-    def given_f(x, y):
-        return S[..., x, y] - S[..., x, f] * S[..., f, y] / Sff
+    def __init__(self, C4, t):
+        self.C4, self.t = C4, t
 
-    return S, given_f(k, k), given_f(l, l), given_f(k, l)
+    def c(self, x, y):
+        """C(t)_xy: off-diagonal entries times t."""
+        return self.C4[:, None, x, y] if x == y else self.t * self.C4[:, None, x, y]
 
+    def s(self, e, x, y):
+        """S^(e)_xy = C(t)_xy - C(t)_xe C(t)_ey / C_ee: the covariance given z_e = 0."""
+        return self.c(x, y) - self.c(x, e) * self.c(e, y) / self.C4[:, None, e, e]
 
-def _path_matrix(C4, t):
-    """C(t): off-diagonal entries of C4 (n, 4, 4) times t (n, q), (n, q, 4, 4)."""
-    eye = np.eye(4, dtype=bool)
-    return np.where(eye, C4[:, None], t[..., None, None] * C4[:, None])
+    def given_pair(self, e, f, var_f_given_e):
+        """Variances and covariance of the other two fields k, l given z_e = z_f = 0,
+        conditioning on e, then on f with S^(e)_ff = `var_f_given_e` (exact)."""
+        k, l = (x for x in range(4) if x not in (e, f))
+
+        def entry(x, y):
+            return self.s(e, x, y) - self.s(e, x, f) * self.s(e, f, y) / var_f_given_e
+
+        return entry(k, k), entry(l, l), entry(k, l)
 
 
 def _orthant_density(var_k, var_l, cov_kl):
@@ -138,13 +145,14 @@ def _i4_rows(C4, nodes):
     total = np.sqrt(C4[:, 2, 2] * C4[:, 3, 3]) / (4 * TWO_PI) + C4[:, 2, 3] / 16.0
     for e, f in PAIRS:
         t, weight, cos2 = _pair_path(C4, e, f, nodes)
-        Ct = _path_matrix(C4, t)
-        S_e, var_k, var_l, cov_kl = _conditioned(Ct, C4, e, C4[:, None, f, f] * cos2, f)
-        S_f = Ct - Ct[..., :, f, None] * Ct[..., None, f, :] / C4[:, None, f, f, None, None]
+        path = _Path(C4, t)
+        var_k, var_l, cov_kl = path.given_pair(e, f, C4[:, None, f, f] * cos2)
         coef = C4[:, None, 2, 3] * (1.0 - t) * C4[:, None, e, f]
-        for i, x, S in ((e, f, S_e), (f, e, S_f)):
+        for i, x in ((e, f), (f, e)):
             if i < 2:  # i carries g': the cross pairs (i, j), j relu, with jbar the other
-                coef = coef + C4[:, None, i, 2] * S[..., 3, x] + C4[:, None, i, 3] * S[..., 2, x]
+                coef = (
+                    coef + C4[:, None, i, 2] * path.s(i, 3, x) + C4[:, None, i, 3] * path.s(i, 2, x)
+                )
         integrand = coef * _orthant_density(var_k, var_l, cov_kl)
         if (e, f) == (0, 1):
             integrand = integrand + C4[:, None, 0, 1] * _arc_cosine(cov_kl, var_k, var_l)
@@ -163,14 +171,13 @@ def _f4_rows(C4, nodes):
     total = np.sqrt(np.prod(_diag(C4), axis=-1)) / (4 * np.pi**2) + H[:, 0] / 16.0
     for e, f in PAIRS:
         t, weight, cos2 = _pair_path(C4, e, f, nodes)
-        Ct = _path_matrix(C4, t)
-        S_e, var_k, var_l, cov_kl = _conditioned(Ct, C4, e, C4[:, None, f, f] * cos2, f)
-        S_f = Ct - Ct[..., :, f, None] * Ct[..., None, f, :] / C4[:, None, f, f, None, None]
+        path = _Path(C4, t)
+        var_k, var_l, cov_kl = path.given_pair(e, f, C4[:, None, f, f] * cos2)
         coef = H * (1.0 - t**2) * c(e, f)
         for i, j in PAIRS:
             k, l = (x for x in range(4) if x not in (i, j))
             coef = coef + c(i, j) * (
-                Ct[..., k, e] * S_e[..., l, f] + Ct[..., k, f] * S_f[..., l, e]
+                path.c(k, e) * path.s(e, l, f) + path.c(k, f) * path.s(f, l, e)
             )
         total = total + (weight * coef * _orthant_density(var_k, var_l, cov_kl)).sum(-1)
     return total
