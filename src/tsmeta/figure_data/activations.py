@@ -77,10 +77,11 @@ def growth(ds: xr.Dataset | None, p, start: float, options) -> np.ndarray:
 
 def plateau_start(theory: xr.Dataset | None, p, tolerance: float) -> tuple[float, dict]:
     """The alpha at which the ODE's seed-mean mean R first comes within `tolerance` (relative)
-    of the symmetric plateau r*, and the plateau; (0, {}) where g has <g> = 0."""
+    of the symmetric plateau r* of the run's default theory (finite P and V included: they
+    move the plateau), and the plateau; (0, {}) where g has <g> = 0."""
     if activation(p.activation).mean == 0.0:
         return 0.0, {}
-    point = symmetric_fixed_point(p, P_INFINITY)
+    point = symmetric_fixed_point(p)
     if theory is None or not np.isfinite(point["r"]):
         return np.nan, point
     mean_R = nanmean(theory["R"].values.reshape(theory.sizes["seed"], theory.sizes["alpha"], -1)
