@@ -50,7 +50,10 @@ def overlap_curve(ds: xr.Dataset | None) -> np.ndarray | None:
         return None
     name = analysis.run_activation(ds)
     if name == "linear":
-        cos2 = analysis.subspace_cosines(ds["R"].values, ds["Q"].values)
+        R = ds["R"].transpose("seed", "alpha", ...).values
+        T = ds["T"].transpose("seed", ...).values if "T" in ds else np.eye(R.shape[-1])
+        T = np.broadcast_to(T[..., None, :, :] if T.ndim == 3 else T, R.shape[:2] + T.shape[-2:])
+        cos2 = analysis.subspace_cosines(R, ds["Q"].transpose("seed", "alpha", ...).values, T)
         return nanmean(np.moveaxis(cos2, -1, 0), 0)
     R = self_aligned(ds)["R"].values
     d = min(R.shape[-2:])
