@@ -71,6 +71,28 @@ ACTIVATIONS: dict[str, Activation] = {
         escape_factor=1.0 / math.pi**2,
         docs="docs/theory.md, sections 2, 10 and 11",
     ),
+    "relu": Activation(
+        name="relu",
+        torch_fns="tsmeta.nonlinearities.relu",
+        integrals="tsmeta.theory.gaussian.relu",
+        formula="g(z) = max(z, 0), g'(z) = 1 if z > 0 else 0",
+        odd=False,
+        second_moment=0.5,
+        mean=1.0 / math.sqrt(2.0 * math.pi),
+        escape_factor=None,  # R = 0 is no fixed point: the mean makes the head O(1)
+        docs="docs/theory.md, section 13",
+    ),
+    "linear": Activation(
+        name="linear",
+        torch_fns="tsmeta.nonlinearities.linear",
+        integrals="tsmeta.theory.gaussian.linear",
+        formula="g(z) = z, g'(z) = 1",
+        odd=True,
+        second_moment=1.0,
+        mean=0.0,
+        escape_factor=1.0,
+        docs="docs/theory.md, section 13",
+    ),
 }
 ACTIVATION_NAMES = tuple(ACTIVATIONS)
 DEFAULT_ACTIVATION = "erf"

@@ -136,6 +136,15 @@ class SecondStageOptions(FigureOptions):
     escape_level: float = data_option(ESCAPE_LEVEL)
 
 
+@dataclass(frozen=True)
+class ActivationsOptions(FigureOptions):
+    xscale: str = "log"
+    growth_alpha_max: float = data_option(2.0)  # early growth window (g with <g> = 0)
+    growth_max: float = data_option(1.5)
+    plateau_tolerance: float = data_option(0.05)  # relu: mean R within 5 % of the plateau
+    plateau_growth: float = data_option(3.0)  # relu: fit until rms(R - mean R) grows 3x
+
+
 # --- the registry ------------------------------------------------------------------------------
 
 
@@ -202,6 +211,11 @@ KINDS: dict[str, FigureKind] = {
               "Seed-to-seed statistics of the escape into the one-to-one alignment: its "
               "distribution, simulated against ODE escape seed by seed, and the mean escape "
               "against ln N."),
+        _kind("activations", FigureNeeds(), ActivationsOptions,
+              "erf, relu and linear (FO-ANIL): eps_meta, the overlap with the meta-teacher "
+              "(the learned subspace for linear) and the norms against alpha, simulation "
+              "against theory; the escape rate from the first plateau of each against "
+              "eta_J eta_w / (K M), theory and measured growth rates. " + BANDS),
     )
 }  # fmt: skip
 

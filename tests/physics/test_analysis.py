@@ -137,8 +137,9 @@ R_SIGNED = np.array([[0.0, -0.9], [0.8, 0.1]])  # unit 1 on teacher 0, unit 0 on
 def test_alignment_flips_signs_only_for_an_odd_activation():
     order, signs = analysis.alignment(R_SIGNED)
     assert list(order) == [1, 0] and list(signs) == [1.0, -1.0]
+    # not odd (relu): -B_1 is another feature, so units are matched by the signed R
     order_even, signs_even = analysis.alignment(R_SIGNED, odd=False)
-    assert list(order_even) == [1, 0] and list(signs_even) == [1.0, 1.0]
+    assert list(order_even) == [0, 1] and list(signs_even) == [1.0, 1.0]
 
 
 def test_align_pair_takes_the_sign_rule_from_the_run_activation(monkeypatch):
@@ -147,7 +148,7 @@ def test_align_pair_takes_the_sign_rule_from_the_run_activation(monkeypatch):
     assert list(aligned["w0"].values[0, -1]) == [1.0, -1.0]
     even = _fake_activation(monkeypatch, odd=False)
     aligned, _ = analysis.align_pair(_trajectory(R_SIGNED, param_activation=even), None)
-    np.testing.assert_array_equal(aligned["R"].values[0, -1], [[0.8, 0.1], [0.0, -0.9]])
+    np.testing.assert_array_equal(aligned["R"].values[0, -1], R_SIGNED)  # signed: unchanged
     assert list(aligned["w0"].values[0, -1]) == [1.0, 1.0]
 
 

@@ -245,9 +245,12 @@ def test_activation_is_a_run_parameter_and_erf_keeps_the_run_names():
     assert RunParams().activation == "erf"
     assert RunParams(activation="erf").name() == RunParams().name()
     assert "activation" not in RunParams(algorithm="anil", K=2).name()
-    with pytest.raises(ValueError, match=r"activation must be one of \['erf'\], got 'relu'"):
-        RunParams(activation="relu")
-    with pytest.raises(ValueError, match=r"activation must be one of \['erf'\]"):
+    assert RunParams(activation="relu").name() != RunParams().name()
+    with pytest.raises(
+        ValueError, match=r"activation must be one of \['erf', 'relu', 'linear'\], got 'tanh'"
+    ):
+        RunParams(activation="tanh")
+    with pytest.raises(ValueError, match=r"activation must be one of \['erf', 'relu', 'linear'\]"):
         RunParams.from_dict({"activation": "tanh"})
 
 

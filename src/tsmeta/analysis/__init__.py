@@ -35,6 +35,7 @@ from tsmeta.analysis.crossings import (
 from tsmeta.analysis.laws import (
     early_growth_rate,
     exact_head_rates,
+    plateau_growth_rate,
     rate_law,
     speed_efolds,
     threshold_arrangements,
@@ -55,6 +56,7 @@ from tsmeta.analysis.relabel import (
     run_arrangements,
     specialised,
     specialised_alignment,
+    subspace_cosines,
 )
 from tsmeta.analysis.stats import (
     Correlation,
@@ -109,12 +111,14 @@ __all__ = [
     "log_interpolate",
     "mean_error",
     "minimal_rate",
+    "plateau_growth_rate",
     "proportion",
     "rate_law",
     "run_activation",
     "run_arrangements",
     "specialised",
     "specialised_alignment",
+    "subspace_cosines",
     "speed_efolds",
     "stage_deviation",
     "threshold_arrangements",

@@ -12,7 +12,7 @@ import xarray as xr
 from tsmeta.activations import DEFAULT_ACTIVATION
 from tsmeta.activations import activation as activation_line
 from tsmeta.analysis.crossings import minimal_rate
-from tsmeta.analysis.relabel import Arrangement, arrangement
+from tsmeta.analysis.relabel import Arrangement, arrangement, run_activation
 
 
 def rate_law(eta_J, eta_w, K, M, u_std=1.0, gamma=1.0, activation: str = DEFAULT_ACTIVATION):
@@ -24,7 +24,10 @@ def rate_law(eta_J, eta_w, K, M, u_std=1.0, gamma=1.0, activation: str = DEFAULT
     alike. ValueError for an activation without such a rate (R = 0 no fixed point)."""
     factor = activation_line(activation).escape_factor
     if factor is None:
-        raise ValueError(f"activation {activation!r} has no linear escape rate from R = 0")
+        raise ValueError(
+            f"activation {activation!r} has no linear escape rate from R = 0 (<g> != 0: R = 0 "
+            "is no fixed point); theory.stability.escape_rate takes it at the plateau"
+        )
     return eta_J * eta_w * (u_std**2 * gamma**2 * factor) / (K * M)
 
 
@@ -59,6 +62,7 @@ def threshold_arrangements(
     `minimal_rate`), for every value of the other grid axes; "" where none does."""
     upper = minimal_rate(ds, axis, level, prefix)["upper"]
     R, Q = ds[prefix + "R"], ds[prefix + "Q"]
+    odd = activation_line(run_activation(ds)).odd
     labels = np.full(upper.shape, "", dtype=object)
     for pos in np.ndindex(upper.shape):
         value = float(upper.values[pos])
@@ -71,7 +75,7 @@ def threshold_arrangements(
         r = R.sel(sel).values[:K, :M]
         q = Q.sel(sel).values[:K, :K]
         if np.isfinite(r).all() and np.isfinite(q).all():
-            labels[pos] = arrangement(r, threshold, q).label
+            labels[pos] = arrangement(r, threshold, q, odd).label
     return xr.DataArray(labels, dims=upper.dims, coords=upper.coords)
 
 
@@ -112,4 +116,38 @@ def early_growth_rate(
         long_name="early growth rate of rms R", units="1/alpha", alpha_max=alpha_max,
         max_growth=max_growth,
     )  # fmt: skip
+    return out
+
+
+def plateau_growth_rate(
+    ds: xr.Dataset, start: float, max_growth: float = 3.0, min_records: int = 3
+) -> xr.DataArray:
+    """Per seed, the growth rate of the part of R that breaks the permutation symmetry: the
+    slope of a least-squares line through log rms(R - mean R)(alpha), rms and mean over the
+    K x M entries, on the records from alpha >= `start` (on the symmetric plateau) until
+    that rms first exceeds `max_growth` times its value there. The escape from the plateau of
+    an activation with <g> != 0 (relu; docs/theory.md, section 12), where R = 0 is no fixed
+    point and `early_growth_rate` would measure the approach to the plateau instead. NaN for
+    a seed with fewer than `min_records` records in the window."""
+    R = ds["R"].transpose("seed", "alpha", ...).values
+    flat = R.reshape(R.shape[0], R.shape[1], -1)
+    alpha = ds["alpha"].values.astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spread = flat - flat.mean(-1, keepdims=True)
+        log_rms = 0.5 * np.log(np.mean(spread**2, -1))
+    rates = np.full(R.shape[0], np.nan)
+    first = np.searchsorted(alpha, start)
+    for s, series in enumerate(log_rms):
+        if first >= len(alpha) or not np.isfinite(series[first]):
+            continue
+        inside = np.arange(len(alpha)) >= first
+        above = np.flatnonzero(inside & (series > series[first] + math.log(max_growth)))
+        if len(above):
+            inside &= np.arange(len(alpha)) < above[0]
+        inside &= np.isfinite(series)
+        if inside.sum() >= min_records and np.ptp(alpha[inside]) > 0:
+            rates[s] = np.polyfit(alpha[inside], series[inside], 1)[0]
+    out = xr.DataArray(rates, dims=("seed",), coords={"seed": ds["seed"].values})
+    out.attrs.update(long_name="growth rate of rms(R - mean R) on the plateau", units="1/alpha",
+                     start=start, max_growth=max_growth)  # fmt: skip
     return out

@@ -2,7 +2,11 @@
 
 The K student units are interchangeable, and for an odd activation so are a unit and its
 negative (with the sign of its head weight): `alignment` picks, per seed, the permutation
-(and signs) that put student k on teacher k (docs/model.md, relabelling).
+(and signs) that put student k on teacher k (docs/model.md, relabelling). For an activation
+that is not odd (relu) J_k and -J_k are different features: units are only permuted, and
+matched and classified by the signed R. For linear every rotation of the student units is a
+symmetry, so unit-wise labels carry no meaning: `subspace_cosines` measures the learned
+subspace instead.
 """
 
 from __future__ import annotations
@@ -48,6 +52,12 @@ def last_finite(values) -> np.ndarray:
     return out
 
 
+def _overlap(R: np.ndarray, odd: bool) -> np.ndarray:
+    """How much a unit sits on a teacher unit: |R| for an odd activation (a unit and its
+    negative are the same feature), the signed R otherwise."""
+    return np.abs(R) if odd else R
+
+
 def alignment(R_final: np.ndarray, odd: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Permutation and signs of the K student units that put student k on teacher k.
 
@@ -57,10 +67,11 @@ def alignment(R_final: np.ndarray, odd: bool = True) -> tuple[np.ndarray, np.nda
     """
     K, M = R_final.shape
     R = np.nan_to_num(R_final)
-    rows, cols = linear_sum_assignment(-np.abs(R))
+    score = _overlap(R, odd)
+    rows, cols = linear_sum_assignment(-score)
     matched = [int(r) for _, r in sorted(zip(cols, rows))]
     order = np.array(matched + [k for k in range(K) if k not in matched])
-    best = R[order, np.argmax(np.abs(R[order]), axis=1)]
+    best = R[order, np.argmax(score[order], axis=1)]
     signs = np.where(best < 0, -1.0, 1.0) if odd else np.ones(K)
     return order, signs
 
@@ -73,12 +84,13 @@ def specialised_alignment(R: np.ndarray, odd: bool = True):
         return None
     order, signs = alignment(R, odd)
     d = min(R.shape)
-    matched = np.abs(R[order[:d], np.arange(d)])
+    matched = _overlap(R[order[:d], np.arange(d)], odd)
     return (tuple(order), tuple(signs)) if matched.min() > SPECIALISED else None
 
 
-def specialised(R: np.ndarray) -> np.ndarray:
-    """Whether the student units cover min(K, M) distinct teachers: R (..., K, M), NaN-padded."""
+def specialised(R: np.ndarray, odd: bool = True) -> np.ndarray:
+    """Whether the student units cover min(K, M) distinct teachers: R (..., K, M), NaN-padded
+    (the largest |R| of each unit, the largest signed R where the activation is not odd)."""
     R = np.asarray(R, dtype=float)
     out = np.zeros(R.shape[:-2], dtype=bool)
     for pos in np.ndindex(out.shape):
@@ -86,7 +98,7 @@ def specialised(R: np.ndarray) -> np.ndarray:
         r = r[np.isfinite(r).any(axis=1)][:, np.isfinite(r).any(axis=0)]
         if r.size == 0 or not np.isfinite(r).all():
             continue
-        out[pos] = len(set(np.abs(r).argmax(axis=1))) == min(r.shape)
+        out[pos] = len(set(_overlap(r, odd).argmax(axis=1))) == min(r.shape)
     return out
 
 
@@ -145,16 +157,20 @@ NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 
 
 def arrangement(
-    R_final: np.ndarray, threshold: float = 0.5, Q_final: np.ndarray | None = None
+    R_final: np.ndarray,
+    threshold: float = 0.5,
+    Q_final: np.ndarray | None = None,
+    odd: bool = True,
 ) -> Arrangement:
     """Classify the final state: which student units share or own which teacher units.
 
     R_final (K, M) is the student-teacher overlap at the end of a trajectory; Q_final (K, K),
     if given, is the student-student overlap. The overlap of unit k with teacher n is
     |R_kn| / sqrt(Q_kk) when Q_final is given (the cosine of the angle between J_k and B_n
-    for T = I, blind to the norm of J_k), |R_kn| otherwise. Unit k sits on the teacher unit
-    of its largest overlap if that overlap is >= threshold; otherwise (or if its norm
-    sqrt(Q_kk) is below threshold, or it is not finite) the unit is switched off.
+    for T = I, blind to the norm of J_k), |R_kn| otherwise; the signed R_kn where the
+    activation is not odd (`odd` False: relu, where -B_n is another feature). Unit k sits on
+    the teacher unit of its largest overlap if that overlap is >= threshold; otherwise (or if
+    its norm sqrt(Q_kk) is below threshold, or it is not finite) the unit is switched off.
 
     The label lists the counts per teacher unit in decreasing order ("2-1-1": one teacher
     unit carried by two student units, the others by one each), followed by the number of
@@ -164,7 +180,7 @@ def arrangement(
     if R.ndim != 2:
         raise ValueError(f"R_final must be a (K, M) matrix, got shape {R.shape}")
     K, M = R.shape
-    overlap = np.abs(R)
+    overlap = _overlap(R, odd)
     norm_ok = np.ones(K, dtype=bool)
     if Q_final is not None:
         Q = np.asarray(Q_final, dtype=float)
@@ -198,11 +214,41 @@ def arrangement_counts(label: str) -> tuple[int, ...]:
 def run_arrangements(sim: xr.Dataset, threshold: float = 0.5) -> Counter:
     """Arrangement label of each seed at its last finite record (diverged seeds: "diverged")."""
     labels = Counter()
+    odd = activation(run_activation(sim)).odd
     R, Q = sim["R"].values, sim["Q"].values
     for i, last in enumerate(last_finite_records(R, Q)):
         diverged = "diverged" in sim and bool(sim["diverged"].values[i])
         if diverged or last < 0:
             labels["diverged"] += 1
             continue
-        labels[arrangement(R[i, last], threshold, Q[i, last]).label] += 1
+        labels[arrangement(R[i, last], threshold, Q[i, last], odd).label] += 1
     return labels
+
+
+# --- the learned subspace (linear: every rotation of the units is a symmetry) ---------------
+
+
+def subspace_cosines(R, Q, T=None) -> np.ndarray:
+    """Squared cosines of the principal angles between the span of the teacher rows B and the
+    span of the student rows J, largest first: the eigenvalues of T^-1/2 R^T Q^-1 R T^-1/2
+    (R^T Q^-1 R for T = I), each in [0, 1], 1 where the subspaces share a direction.
+    R (..., K, M), Q (..., K, K), T (..., M, M) or None for I -> (..., M) (min(K, M) of them
+    can be nonzero); NaN where Q is singular or not finite. Invariant under J -> O J."""
+    R, Q = np.asarray(R, dtype=float), np.asarray(Q, dtype=float)
+    M = R.shape[-1]
+    out = np.full(R.shape[:-2] + (M,), np.nan)
+    for pos in np.ndindex(out.shape[:-1]):
+        r, q = R[pos], Q[pos]
+        if not (np.isfinite(r).all() and np.isfinite(q).all()):
+            continue
+        try:
+            x = np.linalg.solve(q, r)
+        except np.linalg.LinAlgError:
+            continue
+        overlap = r.T @ x
+        if T is not None:
+            vals, vecs = np.linalg.eigh(np.asarray(T, dtype=float)[pos])
+            root_inv = (vecs / np.sqrt(vals)) @ vecs.T
+            overlap = root_inv @ overlap @ root_inv
+        out[pos] = np.sort(np.linalg.eigvalsh(0.5 * (overlap + overlap.T)))[::-1]
+    return out

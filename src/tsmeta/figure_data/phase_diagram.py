@@ -86,19 +86,22 @@ def data(inputs, options) -> xr.Dataset:
     rows = combos(ds["eps_final"], skip=("eta_J", "eta_w"))
     xj, yw = ds["eta_J"].values.astype(float), ds["eta_w"].values.astype(float)
     xlog, ylog = is_log(xj), is_log(yw)
-    g = activation(getattr(base, "activation", DEFAULT_ACTIVATION))
+    base_g = getattr(base, "activation", DEFAULT_ACTIVATION)
     grids = {"log10_eps": [], "alpha_to_level": [], "diverged": [], "specialised": []}
-    Ks, titles = [], []
+    Ks, titles, exact = [], [], []
     for sel in rows:
         d = ds.sel(sel) if sel else ds
         K = int(sel.get("K", base.K))
+        g = activation(str(sel.get("activation", base_g)))  # a grid may have an activation axis
+        rate = g.exact_head_rate(K, 1)
+        exact.append(np.nan if rate is None else rate)  # relu: no exact one-step head
         with np.errstate(all="ignore"):
             grids["log10_eps"].append(np.log10(d["eps_final"].transpose("eta_w", "eta_J").values))
         cross = d["alpha_to_level"].sel(level=level).transpose("eta_w", "eta_J").values
         grids["alpha_to_level"].append(cross)
         grids["diverged"].append(d["diverged"].transpose("eta_w", "eta_J").values.astype(bool))
         grids["specialised"].append(
-            specialised(d["R"].transpose("eta_w", "eta_J", "k", "n").values)
+            specialised(d["R"].transpose("eta_w", "eta_J", "k", "n").values, g.odd)
         )
         Ks.append(K)
         titles.append(math_label({"K": K, "M": base.M, "N": base.N, "init": base.init, **sel}))
@@ -118,7 +121,7 @@ def data(inputs, options) -> xr.Dataset:
             "eta_J_edges": ("eta_J_edge", edges(xj, xlog)),
             "eta_w_edges": ("eta_w_edge", edges(yw, ylog)),
             "K": ("row", np.array(Ks, dtype=int)),
-            "eta_w_exact": ("row", np.array([g.exact_head_rate(K, 1) for K in Ks], dtype=float),
+            "eta_w_exact": ("row", np.array(exact, dtype=float),
                             {"long_name": "head rate of an exact inner step (3K for erf)"}),
             "title": ("row", np.array(titles, dtype=str)),
             **_spot_checks(inputs.sims, rows, level),

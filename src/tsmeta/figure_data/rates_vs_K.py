@@ -90,7 +90,10 @@ def _law(ds, base) -> tuple[dict, str]:
     scale = base.u_std**2 * base.gamma**2
     x = np.array([j * w * scale / (K * base.M) for K, j, w in points])
     law = np.array(
-        [analysis.rate_law(j, w, K, base.M, base.u_std, base.gamma) for K, j, w in points]
+        [
+            analysis.rate_law(j, w, K, base.M, base.u_std, base.gamma, _g(base).name)
+            for K, j, w in points
+        ]
     )
     xs = np.geomspace(x.min() / 1.5, x.max() * 1.5, LAW_POINTS)
     worst = float(np.nanmax(np.abs(jac / law - 1))) if len(law) else np.nan
@@ -131,7 +134,9 @@ def _growth(sims, theories, Ks) -> tuple[dict, str]:
             found.append((xp, g.mean, g.error, color, what))
         if "simulation" in growth:
             g = growth["simulation"]
-            law_p = float(analysis.rate_law(p.eta_J, p.eta_w, p.K, p.M, p.u_std, p.gamma))
+            law_p = float(
+                analysis.rate_law(p.eta_J, p.eta_w, p.K, p.M, p.u_std, p.gamma, _g(p).name)
+            )
             ode = growth.get("its ODE")
             z_ode = (
                 np.nan

@@ -197,7 +197,7 @@ def _against_ln_N(rows, level, first_level) -> tuple[dict, list[str]]:
         ),
     }
     p = rows[0]["params"]
-    rate = float(analysis.rate_law(p.eta_J, p.eta_w, p.K, p.M, p.u_std, p.gamma))
+    rate = float(analysis.rate_law(p.eta_J, p.eta_w, p.K, p.M, p.u_std, p.gamma, p.activation))
     start = rows[0]["first_ode_mean"].mean
     if rate > 0 and np.isfinite(start):  # the law's slope through the ODE's first point
         law = start + 0.5 / rate * (x - x[0])

@@ -61,8 +61,9 @@ def paint(ds, options):
                 ax.plot(XJ[ok], YW[ok], "o", mfc="none", mec="white", ms=5, ls="none",
                         label="units not specialised")  # fmt: skip
             rate = float(row["eta_w_exact"])
-            ax.axhline(rate, color="white" if ax is ax_e else "black", ls="--", lw=1,
-                       label=rf"$\eta_w = 3K = {rate:g}$")  # fmt: skip
+            if np.isfinite(rate):  # NaN: the activation has no exact one-step head (relu)
+                ax.axhline(rate, color="white" if ax is ax_e else "black", ls="--", lw=1,
+                           label=rf"$\eta_w = {rate:g}$ (exact head)")  # fmt: skip
             for x, y, reached in zip(*(spots[v].values for v in spots.data_vars)):
                 spot_check(ax, x, y, bool(reached))
             ax.set_xscale("log" if ds.attrs["eta_J_log"] else "linear")

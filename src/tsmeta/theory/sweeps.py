@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from tsmeta.activations import DEFAULT_ACTIVATION
 from tsmeta.analysis import first_crossing
 from tsmeta.io import params_to_attrs
 from tsmeta.params import (  # noqa: F401  (axis_values, searches: torch-free, config checks too)
@@ -138,11 +139,12 @@ def empty_outputs(shape: tuple, n_levels: int, n_coarse: int, Kmax: int, Mmax: i
 
 
 def batch_groups(members: list[Member]) -> list[tuple[tuple, list[Member]]]:
-    """Members integrated as one batch: same (K, M, alpha_final, algorithm), sorted."""
+    """Members integrated as one batch: same (K, M, alpha_final, algorithm, activation; one
+    activation's integrals per batch), sorted."""
     groups: dict[tuple, list] = {}
     for m in members:
         p = m.params
-        groups.setdefault((p.K, p.M, p.alpha_final, p.algorithm), []).append(m)
+        groups.setdefault((p.K, p.M, p.alpha_final, p.algorithm, p.activation), []).append(m)
     return sorted(groups.items())
 
 
@@ -250,9 +252,10 @@ def run_sweep(
     groups = batch_groups(members)
     states, group_log = {}, []
     bar = Progress(len(members), label, unit="members")  # progress on the terminal and log
-    for gi, ((K, M, af, algorithm), group) in enumerate(groups):
+    for gi, ((K, M, af, algorithm, act_name), group) in enumerate(groups):
         t0 = time.perf_counter()
-        where = f"group {gi + 1}/{len(groups)} (K={K}, M={M}, {algorithm}, {len(group)} members)"
+        shown = algorithm if act_name == DEFAULT_ACTIVATION else f"{algorithm}, {act_name}"
+        where = f"group {gi + 1}/{len(groups)} (K={K}, M={M}, {shown}, {len(group)} members)"
         heartbeat = functools.partial(_heartbeat, bar, where)
         overlaps = initial_overlaps(group, states)
         g = integrate_group(group, overlaps, af, coarse, levels, st, n_fine, heartbeat)
@@ -260,7 +263,7 @@ def run_sweep(
         log_early_stops(f"{label}, {where}", names, g.res)
         bar.update(bar.done + len(group), group=where)
         collect_group(out, shapes, group, g)
-        group_log.append(_group_entry((K, M, af, algorithm), len(group), g.res, t0))
+        group_log.append(_group_entry((K, M, af, algorithm, act_name), len(group), g.res, t0))
     bar.close(groups=len(groups))
     attrs = sweep_attrs(sweep, st, base_params, plan, members, n_fine)
     attrs.update(groups_json=json.dumps(group_log), wall_time_s=time.perf_counter() - start)
@@ -276,12 +279,11 @@ def run_sweep(
 
 def _group_entry(key: tuple, members: int, res: Trajectory, t0: float) -> dict:
     """A group's line in the attribute groups_json: what it was and what it cost."""
-    K, M, af, algorithm = key
-    return {
-        "K": K,
-        "M": M,
-        "alpha_final": af,
-        "algorithm": algorithm,
+    K, M, af, algorithm, act_name = key
+    entry = {"K": K, "M": M, "alpha_final": af, "algorithm": algorithm}
+    if act_name != DEFAULT_ACTIVATION:  # files of erf sweeps keep their form
+        entry["activation"] = act_name
+    return entry | {
         "members": members,
         "rhs_evaluations": int(res.nfev),
         "split_off_members": int(res.split_off),
