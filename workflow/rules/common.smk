@@ -75,3 +75,14 @@ def claim_files(wildcards):
 def all_figures():
     """Every figure's data file and its painting."""
     return PATHS.figure_files(PLAN)
+
+
+def cost(wildcards):
+    """The run's estimate (tsmeta.cost): memory, time, threads, segments."""
+    return PLAN.costs[wildcards.run]
+
+
+def previous_segment(wildcards):
+    """The state the job starts from: the segment before it, none for the first."""
+    last = int(wildcards.get("segment", cost(wildcards).segments))
+    return [PATHS.segment(wildcards.run, last - 1)] if last > 1 else []

@@ -1,14 +1,3 @@
-def cost(wildcards):
-    """The run's estimate (tsmeta.cost): memory, time, threads, segments."""
-    return PLAN.costs[wildcards.run]
-
-
-def previous_segment(wildcards):
-    """The state the job starts from: the segment before it, none for the first."""
-    last = int(wildcards.get("segment", cost(wildcards).segments))
-    return [PATHS.segment(wildcards.run, last - 1)] if last > 1 else []
-
-
 rule simulate:
     """Finite-N simulation of a run, all seeds batched (PyTorch); the last job of a run that
     max_runtime splits into segments."""
