@@ -29,6 +29,8 @@ class Activation:
         unspecialised state R = 0 (docs/theory.md, sections 10 and 11); None where R = 0 is
         no fixed point (the escape rate then comes from the Jacobian at the symmetric plateau).
     docs: where its integrals and constants are derived.
+    diffusion: whether its integrals give the diffusion matrix (theory.diffusion needs I6):
+        the noise bands and the `sde` theory kind exist only for such activations.
     """
 
     name: str
@@ -40,6 +42,8 @@ class Activation:
     mean: float
     escape_factor: float | None
     docs: str
+    # its integrals include I6, which the diffusion matrix needs (noise bands, the SDE kind)
+    diffusion: bool = False
 
     def torch(self):
         """The module with the torch `g` and `g_prime` (imports torch)."""
@@ -70,6 +74,7 @@ ACTIVATIONS: dict[str, Activation] = {
         mean=0.0,
         escape_factor=1.0 / math.pi**2,
         docs="docs/theory.md, sections 2, 10 and 11",
+        diffusion=True,
     ),
     "relu": Activation(
         name="relu",

@@ -311,3 +311,13 @@ def test_linear_exact_head_fixed_point():
         p = RunParams(K=K, M=K, eta_w=eta_w, activation="linear")
         assert eps_meta_closed_form(math.sqrt(q) * I, q * I, I, w0, p) < 1e-15
     assert activation("linear").exact_head_rate(K, 1) == K
+
+
+def test_no_noise_bands_where_the_activation_has_no_diffusion_matrix():
+    """relu has no I6 integral: its theory.nc has the ODE path, no *_sd, and says so."""
+    import tsmeta
+
+    small = dict(N=40, P=20, V=20, K=2, M=2, seeds=1, alpha_final=0.5, n_records=3)
+    relu = tsmeta.theory_of(tsmeta.RunParams(activation="relu", **small))
+    assert "R_sd" not in relu and relu.attrs["noise_left_out"].startswith("all")
+    assert "R_sd" in tsmeta.theory_of(tsmeta.RunParams(**small))

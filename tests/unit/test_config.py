@@ -127,3 +127,10 @@ def test_the_schema_enums_are_the_registries():
     assert defs["run_params"]["properties"]["algorithm"]["enum"] == list(ALGORITHMS)
     assert defs["simulation"]["properties"]["sampler"]["enum"] == ["auto", *SAMPLERS]
     assert defs["theory"]["properties"]["kind"]["enum"] == list(THEORY_KINDS)
+
+
+def test_an_sde_variant_needs_an_activation_with_a_diffusion_matrix():
+    cfg = tsconfig.load(ROOT / "config" / "test.yaml")
+    cfg["experiments"]["activations"]["theory_variants"] = {"sde": {"kind": "sde"}}
+    with pytest.raises(tsconfig.ConfigError, match=r"theory_variants\.sde\.kind.*'relu'"):
+        tsconfig.expand(cfg)

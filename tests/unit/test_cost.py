@@ -90,4 +90,5 @@ def test_plan_prints_the_table(capsys):
 
     assert main(["plan", "config/test.yaml", "--max-runtime", "60"]) == 0
     out = capsys.readouterr().out
-    assert "peak MB" in out and "total: 24 runs" in out
+    runs = len(tsconfig.expand(tsconfig.load("config/test.yaml")).runs)
+    assert "peak MB" in out and f"total: {runs} runs" in out

@@ -97,7 +97,7 @@ def test_every_bad_config_is_rejected_naming_its_key(kv, where):
 @settings(max_examples=100, deadline=None)
 @given(values=good_values, where=st.sampled_from(WHERE))
 def test_valid_configs_pass(values, where):
-    config = copy.deepcopy(BASE)
+    config = copy.deepcopy(BASE) | {"memory_budget": 1e9}  # the schema, not the resources
     for key, value in values.items():
         config = _place(config, where, key, value)
     tsconfig.validate(config)
@@ -109,7 +109,7 @@ def test_valid_configs_pass(values, where):
         ("simulation", "device", "tpu", "cpu"),
         ("simulation", "sampler", "fast", "projected"),
         ("theory", "method", "euler", "RK45"),
-        ("theory", "kind", "sde", "ode"),
+        ("theory", "kind", "langevin", "sde"),
         ("experiments.dynamics.figure", "kind", "pie", "dynamics"),
         ("simulation", "speed", 1, "mc_tasks"),
     ],

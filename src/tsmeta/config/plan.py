@@ -14,6 +14,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from tsmeta import cost as costs_of
+from tsmeta.activations import ACTIVATIONS, activation
 from tsmeta.config.claims import check_claims
 from tsmeta.config.errors import ConfigError
 from tsmeta.figure_kinds import KINDS, options_of
@@ -189,6 +190,7 @@ def expand(config: dict) -> Plan:
                         f"another experiment that sets different {what} settings"
                     )
                 table[name] = value
+            _check_noise(exp_name, params, theory, variants)
             for label, value in variants.items():
                 table = variant_settings.setdefault(name, {})
                 if table.get(label, value) != value:
@@ -234,6 +236,19 @@ def expand(config: dict) -> Plan:
         claims=claims,
         claims_left_out=claims_left_out,
     )
+
+
+def _check_noise(exp_name: str, params: RunParams, theory: dict, variants: dict) -> None:
+    """The `sde` kind needs the diffusion matrix, which not every activation has."""
+    where = {"theory": theory} | {f"theory_variants.{k}": v for k, v in variants.items()}
+    for key, settings in where.items():
+        if settings.get("kind") == "sde" and not activation(params.activation).diffusion:
+            with_noise = [a for a in ACTIVATIONS if activation(a).diffusion]
+            raise ConfigError(
+                f"config key 'experiments.{exp_name}.{key}.kind': 'sde' needs the diffusion "
+                f"matrix, which activation {params.activation!r} does not have; allowed: "
+                f"'ode', or 'sde' with activation in {with_noise}"
+            )
 
 
 def _theory_sweep(exp_name: str, entry: dict, defaults: dict) -> dict | None:

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import xarray as xr
 
+from tsmeta.activations import activation
 from tsmeta.io import order_parameter_dataset, params_to_attrs
 from tsmeta.params import RunParams
 from tsmeta.progress import Progress
@@ -73,8 +74,16 @@ def log_early_stops(what: str, members, out) -> None:
             log.warning("%s, %s: stopped at alpha = %.6g: %s", what, name, alpha, reason)
 
 
+def noise_supported(params: RunParams) -> bool:
+    """Whether the activation's integrals give the diffusion matrix (the activation table)."""
+    return activation(params.activation).diffusion
+
+
 def path_noise(out, T, params: RunParams, alphas) -> dict:
-    """The predicted noise sd around each seed's ODE path at the run's N (`theory.lna`)."""
+    """The predicted noise sd around each seed's ODE path at the run's N (`theory.lna`);
+    none where the activation has no I6 (`noise_supported`)."""
+    if not noise_supported(params):
+        return {}
     K, M = out.R.shape[-2:]
     layout = StateLayout(K, M)
     B, A = out.R.shape[:2]
@@ -123,7 +132,8 @@ def theory_dataset(
     K, M = R0.shape[1:]
     ds = order_parameter_dataset(values, seeds, K, M, alpha=alphas)
     for name, description in _DESCRIPTIONS.items():
-        ds[name].attrs["description"] = description
+        if name in ds:  # no *_sd where the activation has no diffusion matrix
+            ds[name].attrs["description"] = description
     ds.attrs.update(params_to_attrs(params))
     ds.attrs.update(attrs_of(st, ""))
     ds.attrs.update(
@@ -142,8 +152,8 @@ def theory_dataset(
             if r
         )
         or "none",
-        noise_parts=",".join(parts_for(out.terms)),
-        noise_left_out=LEFT_OUT,
+        noise_parts=",".join(parts_for(out.terms)) if noise else "none",
+        noise_left_out=LEFT_OUT if noise else f"all: no I6 integral for {params.activation}",
         rhs_evaluations=int(out.nfev),
         wall_time_s=float(wall),
         noise_wall_time_s=float(noise_wall),

@@ -405,7 +405,7 @@ from pathlib import Path
 import xarray as xr
 
 # attributes that record how long or where a stage ran, not what it computed
-VOLATILE = {"wall_time_s", "created", "date", "host", "hostname"}
+VOLATILE = {"wall_time_s", "noise_wall_time_s", "created", "date", "host", "hostname"}
 
 
 def load(path):
