@@ -10,9 +10,11 @@ import pytest
 from tsmeta import config as tsconfig
 
 # a child process: validate the config, simulate its one run with the plan's settings, print
-# the peak resident size (ru_maxrss, KiB on Linux) and the estimate in MiB
+# the peak resident size and the estimate in MiB. The peak is VmHWM of /proc/self/status, not
+# getrusage's ru_maxrss: that one survives exec, so it counts the forked copy of a large parent
+# (a long pytest session) before the child became python
 CHILD = """
-import json, resource, sys
+import json, re, sys
 import torch
 torch.set_num_threads(1)
 from tsmeta import config as tsconfig
@@ -23,7 +25,8 @@ plan = tsconfig.validate(json.loads(sys.argv[1]))
 (name, params), = plan.runs.items()
 simulate(initial_state(params), params, SimSettings.from_dict(plan.sim_settings[name]),
          progress=False)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+status = open("/proc/self/status").read()
+peak = int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)) / 1024
 print(json.dumps({"peak": peak, "estimate": plan.costs[name].peak / 2**20,
                   "chunk": plan.costs[name].draw_chunk}))
 """
