@@ -102,21 +102,30 @@ def early_growth_rate(
     alpha = ds["alpha"].values.astype(float)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_rms = 0.5 * np.log(np.mean(R.values.reshape(R.shape[0], R.shape[1], -1) ** 2, -1))
-    rates = np.full(R.shape[0], np.nan)
-    for s, series in enumerate(log_rms):
-        inside = alpha <= alpha_max
-        above = np.flatnonzero(series > series[0] + math.log(max_growth))
-        if len(above):
-            inside &= np.arange(len(alpha)) < above[0]
-        inside &= np.isfinite(series)
-        if inside.sum() >= min_records and np.ptp(alpha[inside]) > 0:
-            rates[s] = np.polyfit(alpha[inside], series[inside], 1)[0]
+    rates = np.array([
+        _slope_until_growth(alpha, series, alpha <= alpha_max, series[0], max_growth, min_records)
+        for series in log_rms
+    ])  # fmt: skip
     out = xr.DataArray(rates, dims=("seed",), coords={"seed": ds["seed"].values})
     out.attrs.update(
         long_name="early growth rate of rms R", units="1/alpha", alpha_max=alpha_max,
         max_growth=max_growth,
     )  # fmt: skip
     return out
+
+
+def _slope_until_growth(alpha, series, window, reference, max_growth, min_records) -> float:
+    """Slope of a least-squares line through `series` (log rms) against alpha on the finite
+    records of `window` before the series first exceeds `reference` + log(max_growth); NaN
+    with fewer than `min_records` records there."""
+    inside = window.copy()
+    above = np.flatnonzero(window & (series > reference + math.log(max_growth)))
+    if len(above):
+        inside &= np.arange(len(alpha)) < above[0]
+    inside &= np.isfinite(series)
+    if inside.sum() >= min_records and np.ptp(alpha[inside]) > 0:
+        return float(np.polyfit(alpha[inside], series[inside], 1)[0])
+    return math.nan
 
 
 def plateau_growth_rate(
@@ -137,16 +146,12 @@ def plateau_growth_rate(
         log_rms = 0.5 * np.log(np.mean(spread**2, -1))
     rates = np.full(R.shape[0], np.nan)
     first = np.searchsorted(alpha, start)
+    after = np.arange(len(alpha)) >= first
     for s, series in enumerate(log_rms):
-        if first >= len(alpha) or not np.isfinite(series[first]):
-            continue
-        inside = np.arange(len(alpha)) >= first
-        above = np.flatnonzero(inside & (series > series[first] + math.log(max_growth)))
-        if len(above):
-            inside &= np.arange(len(alpha)) < above[0]
-        inside &= np.isfinite(series)
-        if inside.sum() >= min_records and np.ptp(alpha[inside]) > 0:
-            rates[s] = np.polyfit(alpha[inside], series[inside], 1)[0]
+        if first < len(alpha) and np.isfinite(series[first]):
+            rates[s] = _slope_until_growth(
+                alpha, series, after, series[first], max_growth, min_records
+            )
     out = xr.DataArray(rates, dims=("seed",), coords={"seed": ds["seed"].values})
     out.attrs.update(long_name="growth rate of rms(R - mean R) on the plateau", units="1/alpha",
                      start=start, max_growth=max_growth)  # fmt: skip
