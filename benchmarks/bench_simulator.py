@@ -150,41 +150,48 @@ def sampler_at(rev: str):
 
 
 def bench_gram_floor(rev: str, cases, device, rounds: int):
-    """Gram against the floor, before (revision `rev`) and after (the working tree), in
-    alternating rounds of one floor measurement and one draw chunk of each, timed in CPU
-    seconds of this thread (the wall time of a machine shared with other jobs swings by
-    several times from one round to the next; its CPU time does not): medians over rounds."""
-    print(f"# gram / floor at small P + V, before = {rev}, after = working tree, median of "
-          f"{rounds} alternating rounds, thread CPU time, device {device}")  # fmt: skip
-    print(f"{'N':>8} {'P = V':>6} {'seeds':>6} {'floor [us/seed-task]':>21} "
-          f"{'before [us]':>12} {'/floor':>7} {'after [us]':>11} {'/floor':>7}")  # fmt: skip
+    """Gram against the floor: before (revision `rev`) and the working tree's eager and fused
+    updates (`simulation.kernel`; fused on a CPU only), in alternating rounds of one floor
+    measurement and one draw chunk of each, timed in CPU seconds of this thread (the wall
+    time of a machine shared with other jobs swings by several times from one round to the
+    next; its CPU time does not): medians over rounds."""
+    kernels = ("eager", "fused") if device == "cpu" else ("eager",)
+    print(f"# gram / floor, before = {rev}, after = working tree ({', '.join(kernels)}), "
+          f"median of {rounds} alternating rounds, thread CPU time, device {device}; "
+          "[us] per seed-task (drawn and applied)")  # fmt: skip
+    names = ("before", *kernels)
+    print(
+        f"{'N':>8} {'P = V':>6} {'seeds':>6} {'floor [us]':>11} "
+        + " ".join(f"{name + ' [us]':>12} {'/floor':>7}" for name in names)
+    )
     before_cls = sampler_at(rev)
     for N, PV, seeds in cases:
         p = RunParams(N=N, P=PV, V=PV, seeds=seeds, eta_J=10.0)
         tasks = initial_state(p)
-        after = Simulation(tasks, p, SimSettings(sampler="gram", device=device))
-        before = Simulation(tasks, p, SimSettings(sampler="gram", device=device))
-        before.sampler = before_cls(tasks, p, before.settings, before.device, torch.float64)
-        sims = {"before": before, "after": after}
-        seconds = {"floor": [], "before": [], "after": []}
+        sims = {}
+        for name in names:
+            kernel = "eager" if name == "before" else name
+            settings = SimSettings(sampler="gram", device=device, kernel=kernel)
+            sims[name] = Simulation(tasks, p, settings)
+        sims["before"].sampler = before_cls(tasks, p, sims["before"].settings,
+                                            sims["before"].device, torch.float64)  # fmt: skip
+        seconds = {name: [] for name in ("floor", *names)}
         for sim in sims.values():
-            _chunk_cpu_seconds(sim, device)  # warm-up
+            _chunk_cpu_seconds(sim, device)  # warm-up (and the fused kernel's compile)
         for _ in range(rounds):
             seconds["floor"].append(floor_seconds(p, device, repeats=10, clock=time.thread_time))
             for name, sim in sims.items():
                 seconds[name].append(_chunk_cpu_seconds(sim, device) / seeds)
         us = {name: 1e6 * float(np.median(values)) for name, values in seconds.items()}
-        print(f"{N:>8} {PV:>6} {seeds:>6} {us['floor']:>21.2f} {us['before']:>12.2f} "
-              f"{us['before'] / us['floor']:>7.2f} {us['after']:>11.2f} "
-              f"{us['after'] / us['floor']:>7.2f}", flush=True)  # fmt: skip
+        cells = " ".join(f"{us[name]:>12.2f} {us[name] / us['floor']:>7.2f}" for name in names)
+        print(f"{N:>8} {PV:>6} {seeds:>6} {us['floor']:>11.2f} {cells}", flush=True)
 
 
 def _chunk_cpu_seconds(sim: Simulation, device: str) -> float:
     """CPU seconds of this thread per task of one draw chunk (drawn and applied)."""
     start = time.thread_time()
     draws = sim.draw(sim.sampler.chunk)
-    for c in range(sim.sampler.chunk):
-        sim.step(draws, c)
+    sim.steps(draws, 0, sim.sampler.chunk)
     _sync(device)
     return (time.thread_time() - start) / sim.sampler.chunk
 
@@ -401,7 +408,7 @@ def main(argv=None):
         bench_gram(sizes, args.gram_data, args.seeds, args.device, args.seconds)
         return
     if args.gram_floor:
-        cases = [(10000, 50, 8), (10000, 50, 16), (10000, 50, 64)]
+        cases = [(10000, 50, 8), (10000, 50, 16), (10000, 50, 64), (10000, 1000, 16)]
         bench_gram_floor(args.gram_floor, cases, args.device, args.rounds)
         return
     if args.finite_p_only:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from tsmeta.algorithms import algorithm
 from tsmeta.params import RunParams
-from tsmeta.settings import SAMPLERS, SimSettings, resolve_sampler
+from tsmeta.settings import SAMPLERS, SimSettings, resolve_kernel, resolve_sampler
 
 MB = 2**20
 FLOAT64, FLOAT32 = 8, 4
@@ -56,8 +56,12 @@ class Rate:
 # 2123 at P = V = 500 (16 seeds), ANIL 1.7x the per-number part; projected 369 us (N = 100)
 # and 672 (N = 2000) at P = V = 50, 994 at P = V = 500, 4 seeds; dense 2084 us
 # (N = P = V = 200) and 13172 (N = P = V = 500), 4 seeds, MAML 1.67x.
+# The fused Gram kernel (`simulation.kernel`), same measurement: 11.5 us per seed-task at
+# P = V = 50 and 230 at P = V = 1000 (16 seeds), next to eager's 30 and 218; per task it is a
+# numba call and the chunk's teacher coordinates.
 RATES = {
     "gram": Rate(per_task=300e-6, per_number=20e-9, second_order=1.7),
+    "gram-fused": Rate(per_task=20e-6, per_number=19e-9),
     "projected": Rate(per_task=320e-6, per_number=13.5e-9, second_order=1.7),
     "dense": Rate(per_task=100e-6, per_number=6.6e-9, second_order=1.67),
 }
@@ -183,7 +187,8 @@ def peak_bytes(parts: dict[str, float]) -> float:
 def simulation_seconds(sampler: str, params: RunParams, settings: SimSettings) -> float:
     """Tasks at the tabulated rate, plus every Monte-Carlo measurement."""
     p = params
-    rate = RATES[sampler]
+    fused = sampler == "gram" and resolve_kernel(p, settings, _device_type(settings)) == "fused"
+    rate = RATES["gram-fused" if fused else sampler]
     order = rate.second_order if algorithm(p.algorithm).second_order else 1.0
     task = rate.per_task + p.seeds * order * rate.per_number * numbers_per_task(sampler, p)
     _, n_ex = mc_examples(p, settings)
@@ -194,6 +199,11 @@ def simulation_seconds(sampler: str, params: RunParams, settings: SimSettings) -
         * (MC_PER_COORDINATE * input_dim(sampler, p) + MC_PER_EXAMPLE)
     )
     return p.total_steps * task + n_monte_carlo(p, settings) * one_mc
+
+
+def _device_type(settings: SimSettings) -> str:
+    """'cuda' where the run asks for it; 'auto' is costed as a CPU run (no torch import)."""
+    return "cuda" if settings.device == "cuda" else "cpu"
 
 
 def n_monte_carlo(params: RunParams, settings: SimSettings) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from tsmeta.params import RunParams
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float64", "float32")
+KERNELS = ("auto", "fused", "eager")  # `resolve_kernel`
 ODE_METHODS = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")
 
 
@@ -145,6 +147,46 @@ def resolve_sampler(sampler: str, params: RunParams) -> str:
     return sampler
 
 
+# The Gram sampler's fused kernel (`tsmeta.simulation.gram_fused`): what it implements, and
+# from how many seed-tasks `kernel: auto` takes it. A first run compiles it in ~10 s and numba
+# caches the machine code (0.3 s to load); eager costs ~20 us more per seed-task at P = V = 50
+# (benchmarks/bench_simulator.py --gram-floor), so 50000 seed-tasks repay a first compile.
+FUSED_ALGORITHMS = ("fo-anil",)
+FUSED_ACTIVATIONS = ("erf", "relu", "linear")
+WORTH_FUSING = 50_000
+
+
+def fused_kernel_unavailable(params: RunParams, settings: SimSettings, device: str) -> str | None:
+    """Why the fused kernel cannot run `params` (None: it can); device is 'cpu' or 'cuda'."""
+    if device != "cpu":
+        return f"device {device!r} (the kernel is CPU code; CUDA runs the batched operations)"
+    if params.algorithm not in FUSED_ALGORITHMS:
+        return f"algorithm {params.algorithm!r} (the kernel implements {list(FUSED_ALGORITHMS)})"
+    if params.activation not in FUSED_ACTIVATIONS:
+        return f"activation {params.activation!r} (the kernel has {list(FUSED_ACTIVATIONS)})"
+    if params.V < params.K:
+        return f"V={params.V} < K={params.K} (the Wishart scale has lower rank)"
+    if settings.dtype != "float64":
+        return f"dtype {settings.dtype!r} (the Gram state is float64)"
+    if importlib.util.find_spec("numba") is None:
+        return "numba is not installed"
+    return None
+
+
+def resolve_kernel(params: RunParams, settings: SimSettings, device: str = "cpu") -> str:
+    """'fused' or 'eager': how the Gram sampler applies tasks (`simulation.kernel`); 'fused'
+    asked where the kernel does not apply is an error that says why."""
+    reason = fused_kernel_unavailable(params, settings, device)
+    if settings.kernel == "fused" and reason:
+        raise ValueError(f"simulation.kernel 'fused' does not fit this run: {reason}; use "
+                         "'auto' or 'eager'")  # fmt: skip
+    if settings.kernel == "eager" or reason:
+        return "eager"
+    if settings.kernel == "auto" and params.seeds * params.total_steps < WORTH_FUSING:
+        return "eager"
+    return "fused"
+
+
 # --- simulation --------------------------------------------------------------------------
 
 
@@ -159,6 +201,7 @@ class SimSettings(_Settings):
     dtype: str = "float64"
     normals: str = "float32"  # precision of the standard normals, upcast to dtype
     compile: bool = False  # torch.compile of one task's update (`Sampler.advance`)
+    kernel: str = "auto"  # the Gram sampler's FO-ANIL update: fused (numba), eager or auto
     mc_tasks: int = 50
     mc_adapt: int = 20000  # eps_meta_mc is the few-shot error at P = mc_adapt (closed form)
     mc_test: int = 2000
@@ -175,6 +218,7 @@ class SimSettings(_Settings):
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("normals", self.normals, DTYPES)
         _check_choice("compile", self.compile, (False, True))
+        _check_choice("kernel", self.kernel, KERNELS)
         for key in ("mc_tasks", "mc_adapt", "mc_test", "mc_every", "draw_chunk"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)!r}")
@@ -295,5 +339,6 @@ __all__ = [
     "SamplerSpec",
     "SimSettings",
     "TheorySettings",
+    "resolve_kernel",
     "resolve_sampler",
 ]

@@ -19,7 +19,13 @@ from tsmeta.config.claims import check_claims
 from tsmeta.config.errors import ConfigError
 from tsmeta.figure_kinds import KINDS, options_of
 from tsmeta.params import DEFAULT_LEVELS, RunParams, axis_values, searches
-from tsmeta.settings import THEORY_KINDS, SimSettings, TheorySettings, resolve_sampler
+from tsmeta.settings import (
+    THEORY_KINDS,
+    SimSettings,
+    TheorySettings,
+    resolve_kernel,
+    resolve_sampler,
+)
 
 THEORY_DEFAULTS = TheorySettings().to_dict()
 
@@ -176,9 +182,17 @@ def expand(config: dict) -> Plan:
             except (ValueError, TypeError) as exc:
                 raise ConfigError(f"config key 'experiments.{exp_name}' (run {i}): {exc}") from exc
             try:
-                resolve_sampler(sim.get("sampler", "auto"), params)
+                sampler = resolve_sampler(sim.get("sampler", "auto"), params)
             except ValueError as exc:
                 raise ConfigError(f"config key 'simulation.sampler' ({exp_name}): {exc}") from exc
+            if sampler == "gram" and sim.get("kernel", "auto") == "fused":
+                device = "cuda" if sim.get("device") == "cuda" else "cpu"
+                try:
+                    resolve_kernel(params, SimSettings.from_dict(sim), device)
+                except ValueError as exc:
+                    raise ConfigError(
+                        f"config key 'simulation.kernel' ({exp_name}, run {params.name()}): {exc}"
+                    ) from exc
             name = params.name()
             for table, value, what in (
                 (sim_settings, sim, "simulation"),

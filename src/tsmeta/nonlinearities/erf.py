@@ -17,3 +17,12 @@ def g(z: torch.Tensor) -> torch.Tensor:
 
 def g_prime(z: torch.Tensor) -> torch.Tensor:
     return G_PRIME_NORM * torch.exp(-0.5 * z * z)
+
+
+# the same functions on one float, compiled into the fused Gram kernel (simulation.gram_fused)
+def g_scalar(z: float) -> float:
+    return math.erf(z / SQRT2)
+
+
+def g_prime_scalar(z: float) -> float:
+    return G_PRIME_NORM * math.exp(-0.5 * z * z)

@@ -16,3 +16,12 @@ def g(z: torch.Tensor) -> torch.Tensor:
 
 def g_prime(z: torch.Tensor) -> torch.Tensor:
     return (z > 0).to(z.dtype)
+
+
+# the same functions on one float, compiled into the fused Gram kernel (simulation.gram_fused)
+def g_scalar(z: float) -> float:
+    return z if z > 0.0 else 0.0
+
+
+def g_prime_scalar(z: float) -> float:
+    return 1.0 if z > 0.0 else 0.0

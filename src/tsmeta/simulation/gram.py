@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from tsmeta import model
+from tsmeta.settings import resolve_kernel
 from tsmeta.simulation.samplers import Sampler, psd_root
 from tsmeta.simulation.streams import ChiSquare, chi_square
 from tsmeta.simulation.streams import randn as randn_in
@@ -50,8 +51,13 @@ def _pad(x: torch.Tensor, n: int) -> torch.Tensor:
 
 def scale_root(coef: torch.Tensor) -> torch.Tensor:
     """A K x r root L_S of coef^T coef (coef (..., n, K), r = min(n, K)): L_S = R^T of the
-    reduced QR of coef. Exact also where coef has lower rank (no Cholesky to fail)."""
-    return torch.linalg.qr(coef, mode="r").R.transpose(-1, -2)
+    reduced QR of coef, lower triangular with a non-negative diagonal. Exact also where coef
+    has lower rank (no Cholesky to fail)."""
+    R = torch.linalg.qr(coef, mode="r").R
+    # rows signed to a non-negative diagonal: the unique (Cholesky) root where coef has full
+    # column rank, the one the fused kernel (simulation.gram_fused) computes
+    sign = torch.where(R.diagonal(dim1=-2, dim2=-1) < 0, -1.0, 1.0).to(R.dtype)
+    return (R * sign.unsqueeze(-1)).transpose(-1, -2)
 
 
 class GramSampler(Sampler):
@@ -98,6 +104,16 @@ class GramSampler(Sampler):
         # rows of C in the J gradient: validation only, or training and validation (ANIL)
         self.r = min(p.P + p.V if self.algorithm.second_order else p.V, K)
         self.dof = N - self.D - self.m_T  # of the Wishart of the outer step
+        self.fused = self._fused_kernel() if type(self) is GramSampler else None
+
+    def _fused_kernel(self):
+        """The compiled stretch of tasks (`simulation.gram_fused`), or None: eager."""
+        kernel = resolve_kernel(self.params, self.settings, self.device.type)
+        if kernel == "eager":
+            return None
+        from tsmeta.simulation import gram_fused  # numba, imported only where it runs
+
+        return gram_fused.kernel(self.params)
 
     # --- hooks (small, so that tests can break them: negative controls) ------------------
     def wishart_dof(self) -> int:
@@ -133,7 +149,23 @@ class GramSampler(Sampler):
             shapes["zeta"] = (chunk, p.P + p.V)
         return shapes
 
+    def prepare_chunk(self, draws):
+        """For the fused kernel: the task teachers' coordinates B_t (S, chunk or 1, M, D) of
+        the whole chunk, which depend on the draws and on L_B = chol(T) only (no task changes
+        T); the same `_teacher_coords` as `advance`, so the kernel knows nothing of gamma."""
+        if self.fused is not None:
+            L_B = self._roots(self.G)[0].unsqueeze(1)  # (S, 1, M, d)
+            keys = ("dB_frame", "dB_chi", "dB_below")
+            draws["B_t"] = self._teacher_coords(L_B, *(draws.get(key) for key in keys))
+        return draws
+
     # --- one task --------------------------------------------------------------------------
+    def steps(self, draws, start, stop):
+        if self.fused is None:
+            return super().steps(draws, start, stop)
+        self.w0 = self.w0.contiguous()  # updated in place
+        self.fused(self.G, self.w0, draws, start, stop)
+
     def _roots(self, G):
         L = psd_root(G)
         M = self.params.M

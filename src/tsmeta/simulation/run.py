@@ -72,11 +72,16 @@ class Simulation:
             self.task_gens, shapes, sampler.dtype, self.device, sampler.normals
         )
         draws["u"] = p.u_mean + p.u_std * draws["u"]
-        return draws
+        return sampler.prepare_chunk(draws)
 
     def step(self, draws: dict, c: int) -> None:
         self.sampler.step(draws, c)
         self.t += 1
+
+    def steps(self, draws: dict, start: int, stop: int) -> None:
+        """Tasks start..stop of the chunk `draws`, in one call of the sampler."""
+        self.sampler.steps(draws, start, stop)
+        self.t += stop - start
 
     def check_divergence(self) -> None:
         """Mark seeds whose state is non-finite or exploding; their records become NaN.
@@ -210,8 +215,11 @@ class Simulation:
         while self.t < end and bool(self.alive.any()):
             n = min(chunk, total - self.t)
             draws = self.draw(n)
-            for c in range(n):
-                self.step(draws, c)
+            done = 0
+            while done < n:  # stretches of tasks between records
+                stop = n if not pending else min(n, done + pending[0] - self.t)
+                self.steps(draws, done, stop)
+                done = stop
                 if pending and pending[0] == self.t:
                     self.record()
                     pending.pop(0)
@@ -263,6 +271,7 @@ class Simulation:
             **versions(),
             "stage": "simulate",
             "sampler_used": self.sampler_name,
+            "kernel_used": "fused" if getattr(self.sampler, "fused", None) else "eager",
             "device_used": str(self.device),
             "rng": streams.RNG_DESCRIPTION.format(sampler=draws, normals=self.settings.normals),
             "wall_time_s": self.wall_time,

@@ -78,9 +78,18 @@ class Sampler:
         """Shapes of the standard normals of `chunk` tasks, per seed, after u, in stream order."""
         raise NotImplementedError
 
+    def prepare_chunk(self, draws: dict) -> dict:
+        """What a sampler derives from a chunk's draws at once, before its tasks run."""
+        return draws
+
     def step(self, draws: dict, c: int) -> None:
         """Apply task c of the chunk `draws` (tensors (S, chunk, ...)) to every seed."""
         self.advance({key: value[:, c] for key, value in draws.items()})
+
+    def steps(self, draws: dict, start: int, stop: int) -> None:
+        """Apply tasks start..stop of the chunk `draws` (a sampler may fuse them)."""
+        for c in range(start, stop):
+            self.step(draws, c)
 
     def advance(self, task: dict) -> None:
         """Apply one task, its draws `task` (tensors (S, ...)), to every seed: the update a
