@@ -180,7 +180,9 @@ class Increments:
         sigma2 = _col(f.phys.noise_std, 4) ** 2
         Y = Y + sigma2 * (f.moments["Eww"] * j2)[..., None, None] * Ct[..., : K + M, : K + M]
         S = field_selector(K, M)
-        return _col(f.phys.eta_J**2 / K, 2) * np.einsum("ips,jqt,...pqst->...ij", S, S, Y)
+        return _col(f.phys.eta_J**2 / K, 2) * np.einsum(
+            "ips,jqt,...pqst->...ij", S, S, Y, optimize=True
+        )
 
     def f4_heads(self) -> np.ndarray:
         """F4(a, b, lambda_k, lambda_l) for a, b over the students and the task teacher
@@ -257,7 +259,9 @@ class Increments:
         )
         hess = 0.5 * (Tk + np.swapaxes(Tk, -1, -2)) / math.sqrt(K)  # A_i, (..., n, K, K)
         h = np.einsum("...ikj,...gjk->...gi", hess, sigma)
-        gsg = np.einsum("g,...gik,...gkl,...gjl->...ij", self.weights, grad, sigma, grad)
+        gsg = np.einsum(
+            "g,...gik,...gkl,...gjl->...ij", self.weights, grad, sigma, grad, optimize=True
+        )
         cross = self.cov(self.q, h)
         d_p = gsg + cross + np.swapaxes(cross, -1, -2)
         a_sigma = np.einsum("...ikl,...glm->...gikm", hess, sigma)

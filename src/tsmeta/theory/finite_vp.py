@@ -93,10 +93,10 @@ def noise_moment(f):
     q0 = np.einsum("...a,...pqab,...b->...pq", mu0, gamma, mu0) + np.einsum(
         "...pqab,...ba->...pq", gamma, S00
     )
-    t = np.einsum("...pqab,...a,...br->...pqr", gamma, mu0, S0v)
+    t = np.einsum("...pqab,...a,...br->...pqr", gamma, mu0, S0v, optimize=True)
     cross = 2.0 * (t[..., :, None] * mu[..., None, None, None, :])
     cross = cross + np.swapaxes(cross, -1, -2)
-    quad = 2.0 * np.einsum("...ar,...pqab,...bs->...pqrs", S0v, gamma, S0v)
+    quad = 2.0 * np.einsum("...ar,...pqab,...bs->...pqrs", S0v, gamma, S0v, optimize=True)
     noise = expand(np.asarray(f.phys.noise_std, float) ** 2, 2) * f.i2[..., :K, :K]
     Z = (q0[..., None, None] * Evv[..., None, None, :, :] + cross + quad) / K
     Z = Z + (noise / K)[..., None, None] * Evv[..., None, None, :, :]
