@@ -52,9 +52,7 @@ def simulation_rate(sim: Simulation, seconds: float, repeats: int = 1, device="c
     chunk = sim.sampler.chunk
 
     def run_chunk():
-        draws = sim.draw(chunk)
-        for c in range(chunk):
-            sim.step(draws, c)
+        sim.steps(sim.draw(chunk), 0, chunk)
 
     run_chunk()
     _sync(device)
@@ -266,9 +264,7 @@ def gram_flatness(PV: int, small: int, large: int, seeds: int, device: str, roun
 
     def chunk_seconds(sim):
         start = time.perf_counter()
-        draws = sim.draw(sim.sampler.chunk)
-        for c in range(sim.sampler.chunk):
-            sim.step(draws, c)
+        sim.steps(sim.draw(sim.sampler.chunk), 0, sim.sampler.chunk)
         _sync(device)
         return time.perf_counter() - start
 

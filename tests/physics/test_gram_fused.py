@@ -110,3 +110,21 @@ def test_the_cost_model_knows_which_update_runs():
     fused = cost.simulation_seconds("gram", params, SimSettings(kernel="fused"))
     eager = cost.simulation_seconds("gram", params, SimSettings(kernel="eager"))
     assert 2.0 < eager / fused < 3.5  # measured: 30 vs 11.5 us per seed-task, MC shared
+
+
+def test_one_task_at_a_time_is_the_stretch():
+    """`Simulation.step` (one task, as the benchmarks and one-update tests call it) and
+    `Simulation.steps` (a stretch) run the same fused update (to rounding: each call starts
+    from chol(G) of the G the last one wrote)."""
+    params = RunParams(N=80, seeds=2, alpha_final=1.0, **CASES["erf-all-branches"])
+    sims = [Simulation(initial_state(params), params, FAST.replace(kernel="fused")) for _ in "ab"]
+    for sim in sims:
+        draws = sim.draw(FAST.draw_chunk)
+        if sim is sims[0]:
+            sim.steps(draws, 0, FAST.draw_chunk)
+        else:
+            for c in range(FAST.draw_chunk):
+                sim.step(draws, c)
+    for name in ("G", "w0"):
+        a, b = (getattr(sim.sampler, name).numpy() for sim in sims)
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)

@@ -160,6 +160,11 @@ class GramSampler(Sampler):
         return draws
 
     # --- one task --------------------------------------------------------------------------
+    def step(self, draws, c):
+        if self.fused is None:
+            return super().step(draws, c)
+        self.steps(draws, c, c + 1)
+
     def steps(self, draws, start, stop):
         if self.fused is None:
             return super().steps(draws, start, stop)
