@@ -58,3 +58,34 @@ def sampled_tasks(J, B, Bt, params: RunParams, n_tasks, generator):
     y = model.network_output(z[..., K + M :], u, activation(params.activation).torch())
     y = y + params.noise_std * torch.randn(shape, generator=generator, dtype=torch.float64)
     return z[..., :K], z[..., K : K + M], y
+
+
+def field_gradient_update(lam, nu, y, w0, params: RunParams, act, second_order: bool):
+    """One FO-ANIL (second_order False) or ANIL update of each task, per unit alpha, from the
+    simulator's own `model.field_gradients`: ({"dR", "dQ" (its part along the fields), "dw0"},
+    dL/dlambda (n, P + V, K) over the training and then the validation examples).
+
+    A task moves R_kn by -eta_J sum_mu dL/dlambda_k^mu nu_n^mu (the J update is -eta_J
+    sum_mu dL/dlambda^mu x^mu / sqrt N, and N tasks make one unit of alpha), Q_kl by
+    -eta_J sum_mu (dL/dlambda_l^mu lambda_k^mu + (k <-> l)) along the fields, w0 by
+    -eta_w0 dL/dw0."""
+    import torch
+
+    from tsmeta import model
+
+    p = params
+    d_tr, d_val, d_w0 = model.field_gradients(
+        lam[:, : p.P], y[:, : p.P], lam[:, p.P :], y[:, p.P :], w0, act=act,
+        eta_w=p.eta_w, inner_steps=p.inner_steps, second_order=second_order,
+    )  # fmt: skip
+    d_lam = torch.zeros_like(lam)
+    d_lam[:, p.P :] = d_val
+    if d_tr is not None:
+        d_lam[:, : p.P] = d_tr
+    X = d_lam.transpose(-1, -2) @ lam  # [l, k] = sum_mu dL/dlambda_l lambda_k
+    update = {
+        "dR": -p.eta_J * d_lam.transpose(-1, -2) @ nu,
+        "dQ": -p.eta_J * (X + X.transpose(-1, -2)),
+        "dw0": -p.eta_w0_eff * d_w0,
+    }
+    return update, d_lam

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import field_gradient_update
 from scipy import optimize
 
 from tsmeta import model
@@ -59,20 +60,7 @@ def field_gradient_drifts(J, B, Bt, w0, p: RunParams, n_tasks, seed, chunk=2000)
         w0s = torch.as_tensor(w0, dtype=torch.float64).expand(n, K)
         per = {}
         for key, second in (("fo", False), ("anil", True)):
-            d_tr, d_val, d_w0 = model.field_gradients(
-                lam[:, : p.P], y[:, : p.P], lam[:, p.P :], y[:, p.P :], w0s, act=act,
-                eta_w=p.eta_w, inner_steps=p.inner_steps, second_order=second,
-            )  # fmt: skip
-            d_lam = torch.zeros_like(lam)
-            d_lam[:, p.P :] = d_val
-            if d_tr is not None:
-                d_lam[:, : p.P] = d_tr
-            X = d_lam.transpose(-1, -2) @ lam
-            per[key] = {
-                "dR": -p.eta_J * d_lam.transpose(-1, -2) @ nu,
-                "dQ": -p.eta_J * (X + X.transpose(-1, -2)),
-                "dw0": -p.eta_w0_eff * d_w0,
-            }
+            per[key], d_lam = field_gradient_update(lam, nu, y, w0s, p, act, second)
             if key == "fo":
                 add("finite_v", p.eta_J**2 * d_lam.transpose(-1, -2) @ d_lam)
         for out in OUTPUTS:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from conftest import random_vectors
+from conftest import field_gradient_update, random_vectors, sampled_tasks
 
 from tsmeta import model
 from tsmeta.activations import activation
@@ -41,34 +41,17 @@ def field_gradient_drifts(J, B, Bt, w0, p: RunParams, n_tasks, seed, chunk=2000)
     -eta_J sum_mu (dL/dlambda_l^mu lambda_k^mu + (k <-> l)), and to dw0 -eta_w0 dL/dw0.
     """
     gen = torch.Generator().manual_seed(seed)
-    K, M, d = J.shape[0], B.shape[0], J.shape[1]
-    W = torch.as_tensor(np.vstack([J, B, Bt]), dtype=torch.float64)
+    K = J.shape[0]
     w0_t = torch.as_tensor(w0, dtype=torch.float64)
-    n_ex = p.P + p.V
     samples = {key: {out: [] for out in OUTPUTS} for key in ("fo", "anil", "diff")}
     for start in range(0, n_tasks, chunk):
         n = min(chunk, n_tasks - start)
-        x = torch.randn(n, n_ex, d, generator=gen, dtype=torch.float64)
-        z = x @ W.T
-        lam, nu, nut = z[..., :K], z[..., K : K + M], z[..., K + M :]
-        u = p.u_mean + p.u_std * torch.randn(n, M, generator=gen, dtype=torch.float64)
-        y = model.network_output(nut, u, ERF)
-        y = y + p.noise_std * torch.randn(n, n_ex, generator=gen, dtype=torch.float64)
+        lam, nu, y = sampled_tasks(J, B, Bt, p, n, gen)
         w0_b = w0_t.expand(n, K)
-        per = {}
-        for key, second in (("fo", False), ("anil", True)):
-            d_tr, d_val, d_w0 = model.field_gradients(
-                lam[:, : p.P], y[:, : p.P], lam[:, p.P :], y[:, p.P :], w0_b, act=ERF,
-                eta_w=p.eta_w, inner_steps=p.inner_steps, second_order=second,
-            )  # fmt: skip
-            d_lam = torch.zeros_like(lam)
-            d_lam[:, p.P :] = d_val
-            if d_tr is not None:
-                d_lam[:, : p.P] = d_tr
-            dR = -p.eta_J * d_lam.transpose(-1, -2) @ nu
-            X = d_lam.transpose(-1, -2) @ lam  # [l, k] = sum_mu dL/dlambda_l lambda_k
-            per[key] = {"dR": dR, "dQ": -p.eta_J * (X + X.transpose(-1, -2)),
-                        "dw0": -p.eta_w0_eff * d_w0}  # fmt: skip
+        per = {
+            key: field_gradient_update(lam, nu, y, w0_b, p, ERF, second)[0]
+            for key, second in (("fo", False), ("anil", True))
+        }
         per["diff"] = {out: per["anil"][out] - per["fo"][out] for out in OUTPUTS}
         for key in samples:
             for out in OUTPUTS:
