@@ -89,3 +89,13 @@ def field_gradient_update(lam, nu, y, w0, params: RunParams, act, second_order: 
         "dw0": -p.eta_w0_eff * d_w0,
     }
     return update, d_lam
+
+
+def one_step(sim):
+    """(dR, dQ, dw0) of one task applied to every seed of the Simulation `sim`, as arrays
+    (seeds, ...): the increments the one-update tests compare with the theory."""
+    R0, Q0 = (x.clone() for x in sim.sampler.overlaps())
+    w0 = sim.sampler.w0.clone()
+    sim.step(sim.draw(1), 0)
+    R1, Q1 = sim.sampler.overlaps()
+    return (R1 - R0).numpy(), (Q1 - Q0).numpy(), (sim.sampler.w0 - w0).numpy()

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import replicated_state
+from conftest import one_step, replicated_state
 from scipy import stats
 
 from tsmeta.params import RunParams
@@ -87,11 +87,7 @@ def one_update(params, sampler, copies=3000):
         replicated_state(params, copies), params,
         SimSettings(mc_tasks=20, mc_adapt=100, mc_test=100, draw_chunk=1, sampler=sampler),
     )  # fmt: skip
-    R0, Q0 = (x.clone() for x in sim.sampler.overlaps())
-    w0 = sim.sampler.w0.clone()
-    sim.step(sim.draw(1), 0)
-    R1, Q1 = sim.sampler.overlaps()
-    dR, dQ, dw0 = (R1 - R0).numpy(), (Q1 - Q0).numpy(), (sim.sampler.w0 - w0).numpy()
+    dR, dQ, dw0 = one_step(sim)
     return {
         "dQ00": dQ[:, 0, 0], "dQ01": dQ[:, 0, 1], "dR00": dR[:, 0, 0], "dR10": dR[:, 1, 0],
         "dw0": dw0[:, 0],

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from conftest import one_step
 from scipy import stats
 
 from tsmeta.algorithms import ALGORITHM_TABLE
@@ -68,11 +69,7 @@ def one_update(params, sampler, aligned=False, copies=COPIES, first_seed=10_000)
     """dR, dQ, dw0 of one outer update from one state, `copies` independent draws."""
     tasks = _replicated(params, copies, first_seed, aligned)
     sim = Simulation(tasks, params, dataclasses.replace(FAST, sampler=sampler, draw_chunk=1))
-    R0, Q0 = (x.clone() for x in sim.sampler.overlaps())
-    w0 = sim.sampler.w0.clone()
-    sim.step(sim.draw(1), 0)
-    R1, Q1 = sim.sampler.overlaps()
-    dR, dQ, dw0 = (R1 - R0).numpy(), (Q1 - Q0).numpy(), (sim.sampler.w0 - w0).numpy()
+    dR, dQ, dw0 = one_step(sim)
     return {
         "dQ00": dQ[:, 0, 0],
         "dQ01": dQ[:, 0, 1],

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from conftest import one_step
 
 from tsmeta.params import RunParams
 from tsmeta.settings import SimSettings
@@ -85,12 +86,8 @@ def one_step_increments(params, state, copies, group=500, first_seed=10**6) -> n
         n = min(group, copies - start)
         tasks = _tasks_at(state, n, first_seed + start)
         sim = Simulation(tasks, params, SimSettings(sampler="gram", draw_chunk=1, mc_tasks=1))
-        R0, Q0 = (x.clone() for x in sim.sampler.overlaps())
-        w0 = sim.sampler.w0.clone()
-        sim.step(sim.draw(1), 0)
-        R1, Q1 = sim.sampler.overlaps()
-        parts = [(R1 - R0).reshape(n, -1), (Q1 - Q0).reshape(n, -1), sim.sampler.w0 - w0]
-        out.append(params.N * np.concatenate([x.numpy() for x in parts], axis=1))
+        dR, dQ, dw0 = one_step(sim)
+        out.append(params.N * np.concatenate([dR.reshape(n, -1), dQ.reshape(n, -1), dw0], axis=1))
     return np.concatenate(out)
 
 
