@@ -187,7 +187,7 @@ def peak_bytes(parts: dict[str, float]) -> float:
 def simulation_seconds(sampler: str, params: RunParams, settings: SimSettings) -> float:
     """Tasks at the tabulated rate, plus every Monte-Carlo measurement."""
     p = params
-    fused = sampler == "gram" and resolve_kernel(p, settings, _device_type(settings)) == "fused"
+    fused = sampler == "gram" and resolve_kernel(p, settings) == "fused"
     rate = RATES["gram-fused" if fused else sampler]
     order = rate.second_order if algorithm(p.algorithm).second_order else 1.0
     task = rate.per_task + p.seeds * order * rate.per_number * numbers_per_task(sampler, p)
@@ -199,11 +199,6 @@ def simulation_seconds(sampler: str, params: RunParams, settings: SimSettings) -
         * (MC_PER_COORDINATE * input_dim(sampler, p) + MC_PER_EXAMPLE)
     )
     return p.total_steps * task + n_monte_carlo(p, settings) * one_mc
-
-
-def _device_type(settings: SimSettings) -> str:
-    """'cuda' where the run asks for it; 'auto' is costed as a CPU run (no torch import)."""
-    return "cuda" if settings.device == "cuda" else "cpu"
 
 
 def n_monte_carlo(params: RunParams, settings: SimSettings) -> int:

@@ -173,9 +173,13 @@ def fused_kernel_unavailable(params: RunParams, settings: SimSettings, device: s
     return None
 
 
-def resolve_kernel(params: RunParams, settings: SimSettings, device: str = "cpu") -> str:
+def resolve_kernel(params: RunParams, settings: SimSettings, device: str | None = None) -> str:
     """'fused' or 'eager': how the Gram sampler applies tasks (`simulation.kernel`); 'fused'
-    asked where the kernel does not apply is an error that says why."""
+    asked where the kernel does not apply is an error that says why. device: the resolved
+    device type ('cpu' or 'cuda'); None (validation, the cost model: no torch import) reads
+    the setting, 'auto' counting as a CPU."""
+    if device is None:
+        device = "cuda" if settings.device == "cuda" else "cpu"
     reason = fused_kernel_unavailable(params, settings, device)
     if settings.kernel == "fused" and reason:
         raise ValueError(f"simulation.kernel 'fused' does not fit this run: {reason}; use "

@@ -186,9 +186,8 @@ def expand(config: dict) -> Plan:
             except ValueError as exc:
                 raise ConfigError(f"config key 'simulation.sampler' ({exp_name}): {exc}") from exc
             if sampler == "gram" and sim.get("kernel", "auto") == "fused":
-                device = "cuda" if sim.get("device") == "cuda" else "cpu"
                 try:
-                    resolve_kernel(params, SimSettings.from_dict(sim), device)
+                    resolve_kernel(params, SimSettings.from_dict(sim))
                 except ValueError as exc:
                     raise ConfigError(
                         f"config key 'simulation.kernel' ({exp_name}, run {params.name()}): {exc}"
