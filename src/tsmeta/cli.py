@@ -180,7 +180,7 @@ def _plan_table(args) -> str:
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     plan = tsconfig.validate(cfg)
-    return cost_table(plan.costs, {name: exp.runs for name, exp in plan.experiments.items()})
+    return cost_table(plan)
 
 
 def _claims(plan: tsconfig.Plan, results: str | None) -> int:

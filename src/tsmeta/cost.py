@@ -19,13 +19,23 @@ Torch-free, like `tsmeta.settings`: the Snakefile and `tsmeta validate` use it.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from dataclasses import dataclass
 
+from tsmeta.activations import activation
 from tsmeta.algorithms import algorithm
-from tsmeta.params import RunParams
-from tsmeta.settings import SAMPLERS, SimSettings, resolve_kernel, resolve_sampler
+from tsmeta.params import RunParams, searches
+from tsmeta.settings import (
+    SAMPLERS,
+    SDE_STEP,
+    SimSettings,
+    TheorySettings,
+    lna_substeps,
+    resolve_kernel,
+    resolve_sampler,
+)
 
 MB = 2**20
 FLOAT64, FLOAT32 = 8, 4
@@ -69,9 +79,22 @@ RATES = {
 # plus 60 ns (the activations): gram 0.26 s for 50 tasks x 22000 examples of 2 seeds (D = 6),
 # dense at N = 200 3.9 s (same CPU-time measurement)
 MC_PER_COORDINATE, MC_PER_EXAMPLE = 9e-9, 60e-9
-# theory stage, tabulated: seconds per seed and unit of alpha (RK45), plus a start; measured
-# 6.8 s for 2 seeds to alpha = 500 (K = M = 2), taken with a factor 2 for larger K
-THEORY_PER_SEED_ALPHA, THEORY_START = 0.004, 5.0
+# Theory stages, CPU seconds at K = M = 3, erf, a first-order ODE, measured 2026-12-07 on the
+# project's 2-core machine (`python benchmarks/theory_cost.py` prints estimate / measured):
+# the ODE (RK45, every seed one batch) per seed and unit of alpha, with a start; the linear
+# noise per seed and substep (`settings.lna_substeps`: a Jacobian of r + 1 drifts, the
+# diffusion, a 2r x 2r exponential); Euler-Maruyama per seed, realisation and step; a sweep
+# member (BDF, systems of theory_sweep.batch) per unit of alpha.
+THEORY_START = 2.0
+ODE_PER_SEED_ALPHA = 2.5e-3  # 1.9 s for 8 seeds to alpha = 60 (start included)
+LNA_PER_SEED_SUBSTEP = 6e-3  # 5.7 ms (8 seeds, 82 substeps)
+SDE_PER_SEED_STEP = 4e-4  # 3.9 ms per seed-realisation and unit of alpha at h = 0.1
+SWEEP_PER_MEMBER_ALPHA = 4e-4  # 0.16 s per member to alpha = 450 (16 members)
+# ANIL's and MAML's second-order ODE: x 6 (ODE; 23 ms per seed-alpha), x 4 (linear noise,
+# 23 ms per substep), x 10 (BDF sweeps, 1.6 s per member); relu with an explicit method: x 60
+# (160 ms per seed-alpha for FO-ANIL, 1.0 s for ANIL; its kinks hold RK45's step down)
+SECOND_ORDER = {"ode": 6.0, "lna": 4.0, "sweep": 10.0}
+EXPLICIT_RELU = 60.0
 
 
 def machine_memory_mb() -> float:
@@ -206,9 +229,109 @@ def n_monte_carlo(params: RunParams, settings: SimSettings) -> int:
     return len(range(0, len(params.record_steps()), settings.mc_every)) + 1
 
 
-def theory_seconds(params: RunParams) -> float:
-    order = 3.0 if algorithm(params.algorithm).second_order else 1.0
-    return THEORY_START + order * THEORY_PER_SEED_ALPHA * params.seeds * params.alpha_final
+def ode_scale(K: int, M: int) -> float:
+    """A drift evaluation at (K, M) against K = M = 3: the Gaussian integrals of K + M fields
+    (measured 7.7x at K = 8, 4.2x at K = 6 in a sweep)."""
+    return ((K + M) / 6) ** 3.5
+
+
+def noise_scale(K: int, M: int) -> float:
+    """A linear-noise substep or an Euler-Maruyama step at (K, M) against K = M = 3: r + 1
+    drifts for a Jacobian of the r independent coordinates, each ~(K + M)^2.5 (measured 2.6x
+    at K = 4, 14x at K = 6, 64x at K = 8)."""
+    r = K * M + K * (K + 1) // 2 + K
+    return (r / 18) ** 2 * ((K + M) / 6) ** 2.5
+
+
+def _order(params: RunParams, part: str) -> float:
+    return SECOND_ORDER[part] if algorithm(params.algorithm).second_order else 1.0
+
+
+def theory_seconds(params: RunParams, settings: TheorySettings) -> float:
+    """CPU seconds of the theory stage of a run: its ODE and the linear-noise bands (where the
+    activation has them), or its SDE paths."""
+    p, K, M = params, params.K, params.M
+    if settings.kind == "sde":
+        steps = p.alpha_final / (settings.fixed_step or SDE_STEP)
+        per_step = SDE_PER_SEED_STEP * noise_scale(K, M) * _order(p, "lna")
+        return THEORY_START + p.seeds * settings.realisations * steps * per_step
+    ode = ODE_PER_SEED_ALPHA * ode_scale(K, M) * _order(p, "ode")
+    if p.activation == "relu" and settings.method not in ("BDF", "Radau", "LSODA"):
+        ode *= EXPLICIT_RELU
+    seconds = THEORY_START + p.seeds * p.alpha_final * ode
+    if activation(p.activation).diffusion:
+        substeps = sum(lna_substeps(p.alphas()))
+        seconds += p.seeds * substeps * LNA_PER_SEED_SUBSTEP * noise_scale(K, M) * _order(p, "lna")
+    return seconds
+
+
+def sweep_seconds(sweep: dict) -> float:
+    """CPU seconds of a theory sweep (`theory.sweeps`): every member of its searches."""
+    base = dict(sweep.get("base") or {})
+    seconds = THEORY_START
+    for axes in searches(sweep).values():
+        for values in itertools.product(*axes.values()):
+            p = RunParams.from_dict({**base, **dict(zip(axes, values))})
+            seconds += (
+                p.alpha_final * SWEEP_PER_MEMBER_ALPHA * ode_scale(p.K, p.M) * _order(p, "sweep")
+            )
+    return seconds
+
+
+def runtime_min(seconds: float) -> int:
+    """Minutes a job of `seconds` estimated CPU time asks for: the margin and the overhead."""
+    return math.ceil(TIME_MARGIN * seconds / 60) + JOB_OVERHEAD_MIN
+
+
+@dataclass(frozen=True)
+class TheoryCost:
+    """The estimate of one theory job (a run's theory or variant, or a sweep)."""
+
+    seconds: float
+    peak: float  # bytes
+    max_runtime: float | None = None  # minutes (config key), the most a job may ask for
+
+    @property
+    def runtime_min(self) -> int:
+        asked = runtime_min(self.seconds)
+        return min(asked, int(self.max_runtime)) if self.max_runtime else asked
+
+    @property
+    def mem_mb(self) -> int:
+        return math.ceil(MEMORY_MARGIN * self.peak / MB)
+
+
+def theory_cost(
+    params: RunParams, settings: TheorySettings, max_runtime: float | None = None
+) -> TheoryCost:
+    """A run's theory job: its time, and its memory (the records of every seed, and the
+    linear-noise covariances of r x r per record)."""
+    K, M = params.K, params.M
+    r = K * M + K * (K + 1) // 2 + K
+    records = params.n_records + 1
+    realisations = settings.realisations if settings.kind == "sde" else 1
+    state = params.seeds * realisations * records * (K * M + K * K + K + 8) * FLOAT64
+    lna = params.seeds * records * r * r * FLOAT64
+    return TheoryCost(theory_seconds(params, settings), BASE_BYTES + state + 3 * lna, max_runtime)
+
+
+def sweep_cost(sweep: dict, max_runtime: float | None = None) -> TheoryCost:
+    """A sweep's job: its time; its memory is the process's base (the members' records are
+    small)."""
+    return TheoryCost(sweep_seconds(sweep), BASE_BYTES, max_runtime)
+
+
+def theory_refusal(what: str, cost: TheoryCost) -> str | None:
+    """Why a theory job cannot meet `max_runtime` (it is one job, never split), or None."""
+    if not cost.max_runtime or cost.seconds / 60 + JOB_OVERHEAD_MIN <= cost.max_runtime:
+        return None
+    need = math.ceil(cost.seconds / 60) + JOB_OVERHEAD_MIN
+    return (
+        f"config key 'max_runtime': {what} is estimated at {cost.seconds / 60:.0f} minutes, "
+        f"over max_runtime = {cost.max_runtime:g}; a theory job is not split into segments: "
+        f"raise max_runtime to at least {need}, or make the job smaller (fewer seeds, "
+        "records or sweep members)"
+    )
 
 
 # --- one run -----------------------------------------------------------------------------
@@ -224,7 +347,6 @@ class RunCost:
     peak: float  # bytes
     parts: dict
     simulate_s: float
-    theory_s: float
     draw_chunk: int
     mc_batch: int
     stops: tuple = ()  # tasks at which the segments before the last end (max_runtime)
@@ -246,16 +368,11 @@ class RunCost:
     @property
     def runtime_min(self) -> int:
         """Minutes one simulate job (one segment) asks for."""
-        per_segment = self.simulate_s / self.segments
-        return math.ceil(TIME_MARGIN * per_segment / 60) + JOB_OVERHEAD_MIN
+        return runtime_min(self.simulate_s / self.segments)
 
     def stop_of(self, segment: int) -> int:
         """The task at which segment `segment` (1, 2, ...; not the last) stops."""
         return self.stops[segment - 1]
-
-    @property
-    def theory_runtime_min(self) -> int:
-        return math.ceil(TIME_MARGIN * self.theory_s / 60) + JOB_OVERHEAD_MIN
 
 
 def segments_for(simulate_s: float, max_runtime: float | None) -> int:
@@ -320,7 +437,6 @@ def estimate(name: str, params: RunParams, settings: SimSettings, resources: dic
         peak=peak_bytes(parts),
         parts=parts,
         simulate_s=simulate_s,
-        theory_s=theory_seconds(params),
         draw_chunk=chunk,
         mc_batch=batch,
         stops=segment_stops(
@@ -365,33 +481,45 @@ def plan_costs(runs: dict, sim_settings: dict, resources: dict) -> dict[str, Run
     }
 
 
-def cost_table(costs: dict[str, RunCost], experiments: dict | None = None) -> str:
-    """The per-run estimate table of `tsmeta plan`, then each experiment's sum and the total."""
+def cost_table(plan) -> str:
+    """The estimate table of `tsmeta plan` (a `config.Plan`): per run its simulation and its
+    theory jobs (the theory and its variants), then per experiment its runs and its sweep,
+    then the total."""
+    costs = plan.costs
+    theory = {run: 0.0 for run in costs}  # runs without a theory stage have no theory job
+    for run, c in plan.theory_costs.items():
+        theory[run] += c.seconds
+    for run, table in plan.variant_costs.items():
+        theory[run] += sum(c.seconds for c in table.values())
     head = (f"{'run':<60} {'sampler':>9} {'seed-tasks':>11} {'peak MB':>8} {'mem_mb':>7} "
             f"{'sim [h]':>8} {'theory [s]':>10} {'chunk':>6} {'mc':>4} {'jobs':>4}")  # fmt: skip
     lines = [head]
     for c in sorted(costs.values(), key=lambda c: -c.simulate_s):
         lines.append(
             f"{c.run[:60]:<60} {c.sampler:>9} {c.seed_tasks:>11.3g} {c.peak / MB:>8.0f} "
-            f"{c.mem_mb:>7} {c.simulate_s / 3600:>8.3f} {c.theory_s:>10.0f} {c.draw_chunk:>6} "
-            f"{c.mc_batch:>4} {c.segments:>4}"
+            f"{c.mem_mb:>7} {c.simulate_s / 3600:>8.3f} {theory.get(c.run, 0.0):>10.0f} "
+            f"{c.draw_chunk:>6} {c.mc_batch:>4} {c.segments:>4}"
         )
-    if experiments:
-        lines += ["", f"{'experiment':<24} {'runs':>5} {'simulation [core-h]':>20} "
-                      f"{'theory [core-h]':>16} {'longest run [h]':>16}"]  # fmt: skip
-        for exp_name, run_names in experiments.items():
-            own = [costs[r] for r in run_names]
-            sim_h = sum(c.simulate_s for c in own) / 3600
-            theory_h = sum(c.theory_s for c in own) / 3600
-            longest = max((c.simulate_s for c in own), default=0.0) / 3600
-            lines.append(f"{exp_name:<24} {len(own):>5} {sim_h:>20.2f} {theory_h:>16.2f} "
-                         f"{longest:>16.2f}")  # fmt: skip
+    lines += ["", f"{'experiment':<26} {'runs':>5} {'simulation [core-h]':>20} "
+                  f"{'theory [core-h]':>16} {'sweep [core-h]':>15} "
+                  f"{'longest job [h]':>16}"]  # fmt: skip
+    for name, exp in plan.experiments.items():
+        own = [costs[r] for r in exp.runs]
+        sweep = plan.sweep_costs[name].seconds if name in plan.sweep_costs else 0.0
+        jobs = [c.simulate_s / c.segments for c in own] + [theory[r] for r in exp.runs] + [sweep]
+        lines.append(
+            f"{name:<26} {len(own):>5} {sum(c.simulate_s for c in own) / 3600:>20.2f} "
+            f"{sum(theory[r] for r in exp.runs) / 3600:>16.2f} {sweep / 3600:>15.2f} "
+            f"{max(jobs) / 3600:>16.2f}"
+        )
     sim_h = sum(c.simulate_s for c in costs.values()) / 3600
-    theory_h = sum(c.theory_s for c in costs.values()) / 3600
-    longest = max((c.simulate_s for c in costs.values()), default=0.0) / 3600
+    theory_h = sum(theory.values()) / 3600
+    sweep_h = sum(c.seconds for c in plan.sweep_costs.values()) / 3600
+    longest = max([c.simulate_s for c in costs.values()] + [0.0]) / 3600
     lines.append(
-        f"\ntotal: {len(costs)} runs, simulation {sim_h:.2f} core-hours, theory {theory_h:.2f} "
-        f"core-hours (runs only; theory sweeps not included), longest run {longest:.2f} h "
-        "(an estimate from tabulated rates, one thread per job)"
+        f"\ntotal: {len(costs)} runs, simulation {sim_h:.2f} core-hours (longest run "
+        f"{longest:.2f} h), run theories {theory_h:.2f}, theory sweeps {sweep_h:.2f}: "
+        f"{sim_h + theory_h + sweep_h:.2f} core-hours (an estimate from tabulated rates, one "
+        "thread per job)"
     )
     return "\n".join(lines)

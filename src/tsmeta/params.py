@@ -160,7 +160,7 @@ def record_steps(N: int, alpha_final: float, n_records: int, grid: str) -> np.nd
 
 # --- theory-sweep grids (theory.sweeps integrates them; config validation checks them) ----
 
-SWEEP_KEYS = ("base", "grid", "levels", "search_eta_J")
+SWEEP_KEYS = ("base", "grid", "levels", "search_eta_J", "batch")
 
 
 def axis_values(spec) -> list:

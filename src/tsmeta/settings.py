@@ -247,6 +247,21 @@ class TheoryKind:
     doc: str
 
 
+# Discretisation of the noise theories (docs/theory.md, section 12), here so that the cost
+# model counts their steps without importing the theory
+SDE_STEP = 0.1  # default Euler-Maruyama step in alpha (noiseless Euler vs RK45)
+LNA_STEP = 1.0  # largest linear-noise substep in alpha
+LNA_MAX_SUBSTEPS = 160  # per integration: the substep grows beyond LNA_STEP for long runs
+
+
+def lna_substeps(alphas) -> list[int]:
+    """Linear-noise substeps per record interval: at most LNA_STEP long, LNA_MAX_SUBSTEPS in
+    all (`theory.lna.linear_noise`)."""
+    gaps = [b - a for a, b in zip(alphas[:-1], alphas[1:])]
+    step = max(LNA_STEP, sum(gaps) / LNA_MAX_SUBSTEPS)
+    return [max(1, math.ceil(gap / step - 1e-9)) for gap in gaps]
+
+
 # One line per kind of theory (docs/theory.md, section 8). Names only: no SciPy here.
 THEORY_KINDS: dict[str, TheoryKind] = {
     "ode": TheoryKind(

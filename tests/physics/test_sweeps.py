@@ -66,12 +66,13 @@ def test_first_crossing_is_interpolated():
 # --- batched sweep == members one by one --------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def small_sweep():
-    """K in {2, 3} (two groups, NaN padding), two inits (different initial states)."""
+@pytest.fixture(scope="module", params=[0, 3], ids=["whole-groups", "batch-3"])
+def small_sweep(request):
+    """K in {2, 3} (two groups, NaN padding), two inits (different initial states); each
+    group as one system, or cut into systems of 3 and 1 members."""
     base = _base(N=60, K=2, M=2, alpha_final=6.0, seed_offset=5)
     grid = {"K": [2, 3], "init": ["random", "symmetric"], "eta_w": [4.0, 7.0]}
-    sweep = {"base": base, "grid": grid, "levels": [0.2, 0.1]}
+    sweep = {"base": base, "grid": grid, "levels": [0.2, 0.1], "batch": request.param}
     return sweep, run_sweep(sweep, TIGHT, n_fine=80, n_coarse=12)
 
 
@@ -80,8 +81,11 @@ def test_sweep_equals_members_one_by_one(small_sweep):
     assert ds.attrs["stage"] == "theory_sweep"
     assert ds["eps_meta"].dims == ("K", "init", "eta_w", "alpha")
     assert ds["R"].dims == ("K", "init", "eta_w", "k", "n")
-    groups = json.loads(ds.attrs["groups_json"])
-    assert [(g["K"], g["members"]) for g in groups] == [(2, 4), (3, 4)]  # one system per K
+    systems = [(g["K"], g["members"]) for g in json.loads(ds.attrs["groups_json"])]
+    if sweep["batch"] == 0:
+        assert systems == [(2, 4), (3, 4)]  # one system per K
+    else:
+        assert systems == [(2, 3), (2, 1), (3, 3), (3, 1)]
     alphas = ds["alpha"].values
     for K in (2, 3):
         for init in ("random", "symmetric"):

@@ -35,10 +35,15 @@ def job_resources(text: str, rule: str) -> dict[str, dict[str, str]]:
     return jobs
 
 
+@pytest.fixture(scope="module")
+def paper_dry_run(tmp_path_factory) -> str:
+    return dry_run(tmp_path_factory.mktemp("paper"))
+
+
 @pytest.mark.slow
-def test_dry_run_resources_are_the_estimates_of_each_run(tmp_path):
+def test_dry_run_resources_are_the_estimates_of_each_run(paper_dry_run):
     plan = tsconfig.expand(tsconfig.load(PAPER))
-    jobs = job_resources(dry_run(tmp_path), "simulate")
+    jobs = job_resources(paper_dry_run, "simulate")
     assert len(jobs) == len(plan.runs)
     for wildcards, resources in jobs.items():
         cost = plan.costs[wildcards.removeprefix("run=")]
@@ -46,6 +51,30 @@ def test_dry_run_resources_are_the_estimates_of_each_run(tmp_path):
         assert int(resources["runtime"]) == cost.runtime_min
     assert len({r["mem_mb"] for r in jobs.values()}) > 5
     assert len({r["runtime"] for r in jobs.values()}) > 5
+
+
+@pytest.mark.slow
+def test_theory_jobs_ask_for_their_own_estimates(paper_dry_run):
+    """The theory of every run with a theory stage, each theory variant and each sweep: the
+    cost model's time and memory (tsmeta.cost.theory_cost, sweep_cost), not one fixed guess."""
+    plan = tsconfig.expand(tsconfig.load(PAPER))
+    expected = {
+        "theory": {f"run={run}": c for run, c in plan.theory_costs.items()},
+        "theory_variant": {
+            f"run={run}, variant={label}": c
+            for run, table in plan.variant_costs.items()
+            for label, c in table.items()
+        },
+        "theory_sweep": {f"experiment={name}": c for name, c in plan.sweep_costs.items()},
+    }
+    for rule, costs in expected.items():
+        jobs = job_resources(paper_dry_run, rule)
+        assert set(jobs) == set(costs), rule
+        for wildcards, resources in jobs.items():
+            assert int(resources["runtime"]) == costs[wildcards].runtime_min, wildcards
+            assert int(resources["mem_mb"]) == costs[wildcards].mem_mb, wildcards
+    runtimes = {int(r["runtime"]) for r in job_resources(paper_dry_run, "theory").values()}
+    assert len(runtimes) > 3
 
 
 @pytest.mark.slow

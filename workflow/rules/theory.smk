@@ -11,8 +11,8 @@ rule theory:
     threads: 1
     resources:
         # the cost model's estimates with their margins (tsmeta.cost, `tsmeta plan`)
-        runtime=lambda wildcards: PLAN.costs[wildcards.run].theory_runtime_min,
-        mem_mb=lambda wildcards: PLAN.costs[wildcards.run].theory_mem_mb,
+        runtime=lambda wildcards: PLAN.theory_costs[wildcards.run].runtime_min,
+        mem_mb=lambda wildcards: PLAN.theory_costs[wildcards.run].mem_mb,
     params:
         run=run_params,
         settings=lambda wildcards: PLAN.theory_settings[wildcards.run],
@@ -25,6 +25,13 @@ use rule theory as theory_variant with:
         PATHS.theory("{run}", "{variant}"),
     log:
         PATHS.log("theory_{variant}", "{run}"),
+    resources:
+        runtime=lambda wildcards: PLAN.variant_costs[wildcards.run][
+            wildcards.variant
+        ].runtime_min,
+        mem_mb=lambda wildcards: PLAN.variant_costs[wildcards.run][
+            wildcards.variant
+        ].mem_mb,
     params:
         run=run_params,
         settings=lambda wildcards: PLAN.variant_settings[wildcards.run][
@@ -42,8 +49,8 @@ rule theory_sweep:
         "../../envs/tsmeta.yaml"
     threads: 1
     resources:
-        runtime=60,
-        mem_mb=4000,
+        runtime=lambda wildcards: PLAN.sweep_costs[wildcards.experiment].runtime_min,
+        mem_mb=lambda wildcards: PLAN.sweep_costs[wildcards.experiment].mem_mb,
     params:
         sweep=lambda wildcards: PLAN.experiments[wildcards.experiment].theory_sweep,
         settings=lambda wildcards: PLAN.experiments[

@@ -89,6 +89,9 @@ class Plan:
     variant_settings: dict[str, dict[str, dict]] = field(default_factory=dict)  # run -> label
     results: str = "results"
     costs: dict[str, costs_of.RunCost] = field(default_factory=dict)  # per run (tsmeta.cost)
+    theory_costs: dict[str, costs_of.TheoryCost] = field(default_factory=dict)  # per run
+    variant_costs: dict[str, dict[str, costs_of.TheoryCost]] = field(default_factory=dict)
+    sweep_costs: dict[str, costs_of.TheoryCost] = field(default_factory=dict)  # per experiment
     claims: dict = field(default_factory=dict)  # name -> claim (config key `claims`)
     claims_left_out: dict = field(default_factory=dict)  # name -> why the plan cannot test it
 
@@ -246,6 +249,18 @@ def expand(config: dict) -> Plan:
         variant_settings=variant_settings,
         results=config.get("results", "results"),
         costs=_fit_costs(runs, sim_settings, config),
+        theory_costs={
+            name: _theory_job(runs[name], theory_settings[name], config, f"run {name}")
+            for name in _with_stage(experiments, "theory")
+        },
+        variant_costs={
+            name: {
+                label: _theory_job(runs[name], values, config, f"run {name}, variant {label}")
+                for label, values in table.items()
+            }
+            for name, table in variant_settings.items()
+        },
+        sweep_costs=_sweep_costs(experiments, config),
         claims=claims,
         claims_left_out=claims_left_out,
     )
@@ -317,3 +332,32 @@ def _fit_costs(runs: dict, sim_settings: dict, config: dict) -> dict[str, costs_
         if changes:  # a copy: experiments may share the settings dict
             sim_settings[name] = _canonical({**sim_settings[name], **changes})
     return costs
+
+
+def _with_stage(experiments: dict, stage: str) -> list[str]:
+    """The runs of the experiments that have `stage`, in config order."""
+    names = (r for exp in experiments.values() if stage in exp.stages for r in exp.runs)
+    return list(dict.fromkeys(names))
+
+
+def _theory_job(params: RunParams, settings: dict, config: dict, what: str):
+    """The cost of one theory job under `max_runtime` (one job, never split: refused if it
+    cannot fit)."""
+    limit = config.get("max_runtime")
+    cost = costs_of.theory_cost(params, TheorySettings.from_dict(settings), limit)
+    if (why := costs_of.theory_refusal(f"the theory of {what}", cost)) is not None:
+        raise ConfigError(why)
+    return cost
+
+
+def _sweep_costs(experiments: dict, config: dict) -> dict:
+    """Every experiment's theory sweep under `max_runtime` (refused if it cannot fit)."""
+    out = {}
+    for name, exp in experiments.items():
+        if exp.theory_sweep is None:
+            continue
+        cost = costs_of.sweep_cost(exp.theory_sweep, config.get("max_runtime"))
+        if why := costs_of.theory_refusal(f"the theory sweep of experiment {name}", cost):
+            raise ConfigError(why)
+        out[name] = cost
+    return out

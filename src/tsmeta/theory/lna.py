@@ -19,13 +19,12 @@ from functools import lru_cache
 
 import numpy as np
 
+from tsmeta.settings import lna_substeps
 from tsmeta.theory.closed_form import Physics, eps_meta_closed_form
 from tsmeta.theory.diffusion import diffusion_matrix, parts_for
 from tsmeta.theory.rhs import drift
 from tsmeta.theory.trajectory import StateLayout
 
-LNA_STEP = 1.0  # largest substep in alpha
-LNA_MAX_SUBSTEPS = 160  # per integration: the substep grows beyond LNA_STEP for long runs
 FD_STEP = 1e-6  # forward differences of the drift and of eps_meta
 
 
@@ -135,13 +134,6 @@ def frozen_step(A, D, h) -> tuple[np.ndarray, np.ndarray]:
     return phi, 0.5 * (q + np.swapaxes(q, -1, -2))
 
 
-def substeps(alphas) -> np.ndarray:
-    """Substeps per record interval: at most LNA_STEP long, LNA_MAX_SUBSTEPS in all."""
-    gaps = np.diff(np.asarray(alphas, dtype=float))
-    step = max(LNA_STEP, gaps.sum() / LNA_MAX_SUBSTEPS)
-    return np.maximum(1, np.ceil(gaps / step - 1e-9)).astype(int)
-
-
 def linear_noise(records, alphas, noise: PathNoise) -> np.ndarray:
     """Sigma (B, A, r, r) around the recorded paths `records` (B, A, n) of a batch, Sigma = 0
     at alphas[0]; NaN from a member's first non-finite record on. Each record interval
@@ -151,7 +143,7 @@ def linear_noise(records, alphas, noise: PathNoise) -> np.ndarray:
     out = np.full((B, A, r, r), np.nan)
     sigma = np.zeros((B, r, r))
     out[:, 0] = sigma
-    for i, n_sub in enumerate(substeps(alphas), start=1):
+    for i, n_sub in enumerate(lna_substeps(alphas), start=1):
         live = np.all(np.isfinite(records[:, i - 1]), axis=1) & np.all(
             np.isfinite(records[:, i]), axis=1
         )

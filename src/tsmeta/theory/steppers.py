@@ -42,7 +42,7 @@ import numpy as np
 from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, Radau
 from scipy.sparse import block_diag
 
-from tsmeta.settings import THEORY_KINDS, TheorySettings
+from tsmeta.settings import SDE_STEP, THEORY_KINDS, TheorySettings
 from tsmeta.theory import diffusion
 from tsmeta.theory.closed_form import Physics
 from tsmeta.theory.rhs import drift
@@ -277,7 +277,6 @@ class FixedRK4Stepper:
 
 # --- Euler-Maruyama (the stochastic theory) ------------------------------------------------
 
-SDE_STEP = 0.1  # default step in alpha (docs/theory.md, section 12: noiseless Euler vs RK45)
 SDE_REFRESH = 1.0  # alpha between evaluations of the finite-P and finite-V parts of D
 SDE_STREAM = 5  # the random streams' tag (simulation.streams uses 0-2)
 

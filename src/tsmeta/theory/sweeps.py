@@ -69,6 +69,7 @@ from tsmeta.theory.second_order import theory_algorithm
 
 N_FINE = 400  # records for the threshold crossings (log-spaced, 0.01 .. alpha_final)
 N_COARSE = 60  # records of the eps_meta curves in the output (the `alpha` dim)
+SWEEP_BATCH = 16  # members per integrated system (theory_sweep.batch; schema default)
 # run parameters that fix a member's initial state (tasks.initial_state with one seed)
 STATE_KEYS = (
     "N",
@@ -138,14 +139,19 @@ def empty_outputs(shape: tuple, n_levels: int, n_coarse: int, Kmax: int, Mmax: i
     }
 
 
-def batch_groups(members: list[Member]) -> list[tuple[tuple, list[Member]]]:
-    """Members integrated as one batch: same (K, M, alpha_final, algorithm, activation; one
-    activation's integrals per batch), sorted."""
+def batch_groups(members: list[Member], batch: int = 0) -> list[tuple[tuple, list[Member]]]:
+    """Members integrated as one system: a group has the same (K, M, alpha_final, algorithm,
+    activation; one activation's integrals per system), groups sorted; each group cut into
+    consecutive batches of at most `batch` members (0: the whole group)."""
     groups: dict[tuple, list] = {}
     for m in members:
         p = m.params
         groups.setdefault((p.K, p.M, p.alpha_final, p.algorithm, p.activation), []).append(m)
-    return sorted(groups.items())
+    out = []
+    for key, group in sorted(groups.items()):
+        size = batch or len(group)
+        out += [(key, group[i : i + size]) for i in range(0, len(group), size)]
+    return out
 
 
 def initial_overlaps(group: list[Member], states: dict) -> tuple[np.ndarray, ...]:
@@ -249,13 +255,13 @@ def run_sweep(
         for name, shape in shapes.items()
     }
     start = time.perf_counter()
-    groups = batch_groups(members)
+    groups = batch_groups(members, int(sweep.get("batch", SWEEP_BATCH)))
     states, group_log = {}, []
     bar = Progress(len(members), label, unit="members")  # progress on the terminal and log
     for gi, ((K, M, af, algorithm, act_name), group) in enumerate(groups):
         t0 = time.perf_counter()
         shown = algorithm if act_name == DEFAULT_ACTIVATION else f"{algorithm}, {act_name}"
-        where = f"group {gi + 1}/{len(groups)} (K={K}, M={M}, {shown}, {len(group)} members)"
+        where = f"batch {gi + 1}/{len(groups)} (K={K}, M={M}, {shown}, {len(group)} members)"
         heartbeat = functools.partial(_heartbeat, bar, where)
         overlaps = initial_overlaps(group, states)
         g = integrate_group(group, overlaps, af, coarse, levels, st, n_fine, heartbeat)
