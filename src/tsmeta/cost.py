@@ -65,7 +65,10 @@ class Rate:
 # time): gram 320 us per task at 1 seed, 520 at 16 and 1079 at 64 (P = V = 50, K = M = 3),
 # 2123 at P = V = 500 (16 seeds), ANIL 1.7x the per-number part; projected 369 us (N = 100)
 # and 672 (N = 2000) at P = V = 50, 994 at P = V = 500, 4 seeds; dense 2084 us
-# (N = P = V = 200) and 13172 (N = P = V = 500), 4 seeds, MAML 1.67x.
+# (N = P = V = 200) and 13172 (N = P = V = 500), 4 seeds. MAML (dense, 4 seeds), measured
+# 2026-12-07: 4.4 ms per task at N = P = V = 200, 25.7 at 500, 90.4 at N = 500, P = 2000,
+# V = 500 (its second-order part grows with P more than with V): 3.0x the per-number part
+# keeps the largest within 0.9 and overestimates the others (0.65-0.7).
 # The fused Gram kernel (`simulation.kernel`), same measurement: 11.5 us per seed-task at
 # P = V = 50 and 230 at P = V = 1000 (16 seeds), next to eager's 30 and 218; per task it is a
 # numba call and the chunk's teacher coordinates.
@@ -73,7 +76,7 @@ RATES = {
     "gram": Rate(per_task=300e-6, per_number=20e-9, second_order=1.7),
     "gram-fused": Rate(per_task=20e-6, per_number=19e-9),
     "projected": Rate(per_task=320e-6, per_number=13.5e-9, second_order=1.7),
-    "dense": Rate(per_task=100e-6, per_number=6.6e-9, second_order=1.67),
+    "dense": Rate(per_task=100e-6, per_number=6.6e-9, second_order=3.0),
 }
 # Monte Carlo, per example of one seed: 9 ns per input coordinate (the draws and the fields)
 # plus 60 ns (the activations): gram 0.26 s for 50 tasks x 22000 examples of 2 seeds (D = 6),
