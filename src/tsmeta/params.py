@@ -190,6 +190,12 @@ def searches(sweep: dict) -> dict[str, dict[str, list]]:
     unknown = sorted(set(sweep) - set(SWEEP_KEYS))
     if unknown:
         raise ValueError(f"unknown theory_sweep key(s) {unknown}; allowed: {list(SWEEP_KEYS)}")
+    batch = sweep.get("batch", 0)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
+        raise ValueError(
+            f"theory_sweep.batch must be an integer >= 0 (members per system, 0: a whole "
+            f"group), got {batch!r}"
+        )
     grid = sweep.get("grid") or {}
     if not grid:
         raise ValueError("theory_sweep.grid needs at least one axis")

@@ -49,6 +49,9 @@ def test_axis_values_and_searches():
         searches({"grid": {"eta_J": [1]}, "search_eta_J": [1]})
     with pytest.raises(ValueError, match="repeated"):
         searches({"grid": {"K": [3, 3.0]}})
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match=r"theory_sweep.batch must be an integer >= 0"):
+            searches({"grid": {"K": [3]}, "batch": bad})
     with pytest.raises(ValueError):
         searches({"grid": {"not_a_param": [1]}})
 
