@@ -98,6 +98,7 @@ SWEEP_PER_MEMBER_ALPHA = 4e-4  # 0.16 s per member to alpha = 450 (16 members)
 # (160 ms per seed-alpha for FO-ANIL, 1.0 s for ANIL; its kinks hold RK45's step down)
 SECOND_ORDER = {"ode": 6.0, "lna": 4.0, "sweep": 10.0}
 EXPLICIT_RELU = 60.0
+STIFF_METHODS = ("BDF", "Radau", "LSODA")  # relu's factor is for the adaptive explicit ones
 
 
 def machine_memory_mb() -> float:
@@ -259,7 +260,7 @@ def theory_seconds(params: RunParams, settings: TheorySettings) -> float:
         per_step = SDE_PER_SEED_STEP * noise_scale(K, M) * _order(p, "lna")
         return THEORY_START + p.seeds * settings.realisations * steps * per_step
     ode = ODE_PER_SEED_ALPHA * ode_scale(K, M) * _order(p, "ode")
-    if p.activation == "relu" and settings.method not in ("BDF", "Radau", "LSODA"):
+    if p.activation == "relu" and settings.method not in STIFF_METHODS:
         ode *= EXPLICIT_RELU
     seconds = THEORY_START + p.seeds * p.alpha_final * ode
     if activation(p.activation).diffusion:
