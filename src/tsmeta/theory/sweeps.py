@@ -18,10 +18,12 @@ A sweep (`theory_sweep` entry of an experiment, see `config/schema.yaml`) is
   have an `eta_J` axis then).
 
 Every member starts from the initial overlaps (R0, Q0, T, w0) of seed `base['seed_offset']`
-as drawn by `tsmeta.tasks.initial_state` for that member's (N, K, M, init, ...). All members
-with the same (K, M, alpha_final), of both searches, are integrated as ONE batched system
-(different initial states and parameters are batch entries); groups of different (K, M)
-follow one another.
+as drawn by `tsmeta.tasks.initial_state` for that member's (N, K, M, init, ...). Members with
+the same (K, M, alpha_final, algorithm, activation), of both searches, form a group; a group
+is integrated in systems of at most `batch` consecutive members (default SWEEP_BATCH; 0: the
+whole group as one system; different initial states and parameters are batch entries). An
+implicit solver steps a system at its stiffest member's pace, so small systems cost less per
+member (docs/theory.md, section 8, "Theory sweeps").
 
 Integration: `tsmeta.theory.integrator` (valid domain, divergence events, records), whose implicit
 methods use the block-diagonal structure of the batch (block-sparse Jacobian for BDF and
