@@ -330,3 +330,21 @@ def test_checkpoint_holds_a_few_numbers_per_seed(tmp_path):
     out = resumed.run()
     for name in ("R", "Q", "w0"):
         np.testing.assert_array_equal(out[name].values, full[name].values)
+
+
+def test_a_slow_run_checkpoints_by_wall_time_too(tmp_path, monkeypatch):
+    """checkpoint_every far beyond the run: with the wall-time trigger at 0 s a checkpoint is
+    written at every chunk boundary, without it at none; the run's numbers do not change."""
+    from tsmeta.simulation import run as run_module
+
+    params = RunParams(N=10**4, K=3, M=3, P=10, V=10, seeds=2, alpha_final=0.02, n_records=2)
+    settings = dataclasses.replace(FAST, sampler="gram", draw_chunk=32, checkpoint_every=10**9)
+    saved = []
+    monkeypatch.setattr(Simulation, "save_checkpoint", lambda sim, path: saved.append(sim.t))
+    plain = Simulation(initial_state(params), params, settings).run(checkpoint=tmp_path / "a")
+    assert saved == []
+    monkeypatch.setattr(run_module, "CHECKPOINT_WALL_S", 0.0)
+    timed = Simulation(initial_state(params), params, settings).run(checkpoint=tmp_path / "b")
+    assert saved == list(range(32, params.total_steps, 32))
+    for name in ("R", "Q", "w0"):
+        np.testing.assert_array_equal(timed[name].values, plain[name].values)
