@@ -6,7 +6,7 @@ For every run of the config: the sampler `auto` picks, the seed-tasks the run ne
 (seeds x alpha_final x N), its rate measured here over a short window with the run's own
 settings (one CPU thread, chunks drawn as in the workflow), one Monte-Carlo measurement timed
 and multiplied by the number of records that take one, and the projected simulation time.
-The theory stages are not included here (`benchmarks/theory_cost.py` checks their
+The theory stages are not included here (`benchmarks/cost_model.py` checks their
 estimates). Prints the runs by cost, each experiment's share and the total in
 core-hours: a projection from measured rates, not a run.
 """

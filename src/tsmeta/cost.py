@@ -83,7 +83,7 @@ RATES = {
 # dense at N = 200 3.9 s (same CPU-time measurement)
 MC_PER_COORDINATE, MC_PER_EXAMPLE = 9e-9, 60e-9
 # Theory stages, CPU seconds at K = M = 3, erf, a first-order ODE, measured 2026-12-07 on the
-# project's 2-core machine (`python benchmarks/theory_cost.py` prints estimate / measured):
+# project's 2-core machine (`python benchmarks/cost_model.py` prints estimate / measured):
 # the ODE (RK45, every seed one batch) per seed and unit of alpha, with a start; the linear
 # noise per seed and substep (`settings.lna_substeps`: a Jacobian of r + 1 drifts, the
 # diffusion, a 2r x 2r exponential); Euler-Maruyama per seed, realisation and step; a sweep

@@ -1,15 +1,16 @@
-"""The theory stages' cost model (`tsmeta.cost`) against measured times.
+"""The cost model (`tsmeta.cost`) against measured times.
 
-    python benchmarks/theory_cost.py                     # measure small jobs here
-    python benchmarks/theory_cost.py --results results --config config/config.yaml
+    python benchmarks/cost_model.py                     # measure small theory jobs here
+    python benchmarks/cost_model.py --results results --config config/config.yaml
 
 Without --results: integrates a set of small theory jobs (ODE with linear-noise bands, SDE,
 a sweep; K = 3..8, FO-ANIL and ANIL, erf and relu) and prints the CPU seconds each took next
-to the model's estimate. With --results: reads the wall times the theory files and sweeps of
-a finished (or partly finished) workflow recorded (attributes wall_time_s,
-noise_wall_time_s) and prints them next to the estimates of the config's plan. A job asks the
-scheduler for TIME_MARGIN x the estimate: a ratio measured / estimate above that margin is a
-job the scheduler could kill.
+to the model's estimate (the simulation's rates: `benchmarks/project_config.py`). With
+--results: reads the wall times that the files of a finished (or partly finished) workflow
+recorded (sim.nc, theory files, sweeps: attributes wall_time_s, noise_wall_time_s) and prints
+them next to the estimates of the config's plan, job by job. A job asks the scheduler for
+TIME_MARGIN x the estimate: a ratio measured / estimate above that margin is a job the
+scheduler could kill.
 """
 
 from __future__ import annotations
@@ -140,17 +141,22 @@ def from_results(config: str, results: str) -> list[str]:
                 ds.attrs.get("noise_wall_time_s", 0.0)
             )
 
-    jobs = [(run, paths.theory(run), c) for run, c in plan.theory_costs.items()]
+    jobs = [(f"simulate {run}", paths.sim(run), c.simulate_s) for run, c in plan.costs.items()]
     jobs += [
-        (f"{run} [{label}]", paths.theory(run, label), c)
+        (f"theory {run}", paths.theory(run), c.seconds) for run, c in plan.theory_costs.items()
+    ]
+    jobs += [
+        (f"theory_{label} {run}", paths.theory(run, label), c.seconds)
         for run, table in plan.variant_costs.items()
         for label, c in table.items()
     ]
-    jobs += [(f"sweep {name}", paths.sweep(name), c) for name, c in plan.sweep_costs.items()]
-    for what, path, c in jobs:
+    jobs += [
+        (f"sweep {name}", paths.sweep(name), c.seconds) for name, c in plan.sweep_costs.items()
+    ]
+    for what, path, estimate in jobs:
         spent = recorded(path)
         if spent is not None:
-            lines.append(row(what, c.seconds, spent))
+            lines.append(row(what, estimate, spent))
     return lines
 
 
