@@ -231,8 +231,10 @@ class Simulation:
             del draws  # freed before the next chunk is drawn: one chunk in memory, not two
             self.check_divergence()
             bar.update(self.t, alpha=self.t / p.N, diverged_seeds=int((~self.alive).sum()))
-            due = self.t % every == 0 or time.perf_counter() - last_saved > CHECKPOINT_WALL_S
-            if checkpoint is not None and every and due and self.t < total:
+            due = bool(every) and (
+                self.t % every == 0 or time.perf_counter() - last_saved > CHECKPOINT_WALL_S
+            )
+            if checkpoint is not None and due and self.t < total:
                 self.wall_time += time.perf_counter() - started
                 started = last_saved = time.perf_counter()
                 self.save_checkpoint(checkpoint)
