@@ -19,14 +19,13 @@ Torch-free, like `tsmeta.settings`: the Snakefile and `tsmeta validate` use it.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 from dataclasses import dataclass
 
 from tsmeta.activations import activation
 from tsmeta.algorithms import algorithm
-from tsmeta.params import RunParams, searches
+from tsmeta.params import RunParams, searches, sweep_points
 from tsmeta.settings import (
     SAMPLERS,
     SDE_STEP,
@@ -239,11 +238,16 @@ def ode_scale(K: int, M: int) -> float:
     return ((K + M) / 6) ** 3.5
 
 
+def independent_coordinates(K: int, M: int) -> int:
+    """r: R, the upper triangle of Q and w0 (the coordinates of `theory.lna`)."""
+    return K * M + K * (K + 1) // 2 + K
+
+
 def noise_scale(K: int, M: int) -> float:
     """A linear-noise substep or an Euler-Maruyama step at (K, M) against K = M = 3: r + 1
     drifts for a Jacobian of the r independent coordinates, each ~(K + M)^2.5 (measured 2.6x
     at K = 4, 14x at K = 6, 64x at K = 8)."""
-    r = K * M + K * (K + 1) // 2 + K
+    r = independent_coordinates(K, M)
     return (r / 18) ** 2 * ((K + M) / 6) ** 2.5
 
 
@@ -273,12 +277,9 @@ def sweep_seconds(sweep: dict) -> float:
     """CPU seconds of a theory sweep (`theory.sweeps`): every member of its searches."""
     base = dict(sweep.get("base") or {})
     seconds = THEORY_START
-    for axes in searches(sweep).values():
-        for values in itertools.product(*axes.values()):
-            p = RunParams.from_dict({**base, **dict(zip(axes, values))})
-            seconds += (
-                p.alpha_final * SWEEP_PER_MEMBER_ALPHA * ode_scale(p.K, p.M) * _order(p, "sweep")
-            )
+    for _, _, point in sweep_points(searches(sweep)):
+        p = RunParams.from_dict({**base, **point})
+        seconds += p.alpha_final * SWEEP_PER_MEMBER_ALPHA * ode_scale(p.K, p.M) * _order(p, "sweep")
     return seconds
 
 
@@ -311,7 +312,7 @@ def theory_cost(
     """A run's theory job: its time, and its memory (the records of every seed, and the
     linear-noise covariances of r x r per record)."""
     K, M = params.K, params.M
-    r = K * M + K * (K + 1) // 2 + K
+    r = independent_coordinates(K, M)
     records = params.n_records + 1
     realisations = settings.realisations if settings.kind == "sde" else 1
     state = params.seeds * realisations * records * (K * M + K * K + K + 8) * FLOAT64

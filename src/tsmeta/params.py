@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 from dataclasses import dataclass, fields
@@ -215,6 +216,15 @@ def searches(sweep: dict) -> dict[str, dict[str, list]]:
         ]
         out["eta_J"] = {**{k: v for k, v in main.items() if k != "eta_w"}, "eta_J": jvals}
     return out
+
+
+def sweep_points(plan: dict):
+    """(search, flat index, {axis: value}) of every member of the searches `plan`
+    (`searches`): the cartesian product of each search's axes, in their order."""
+    for name, axes in plan.items():
+        keys = list(axes)
+        for flat, values in enumerate(itertools.product(*(axes[k] for k in keys))):
+            yield name, flat, dict(zip(keys, values))
 
 
 def _check_choice(key: str, value, allowed) -> None:

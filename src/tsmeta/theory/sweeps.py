@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import json
 import time
 from dataclasses import dataclass
@@ -59,6 +58,7 @@ from tsmeta.params import (  # noqa: F401  (axis_values, searches: torch-free, c
     axis_values,
     log_alpha_grid,
     searches,
+    sweep_points,
 )
 from tsmeta.progress import Progress
 from tsmeta.settings import TheorySettings
@@ -115,12 +115,10 @@ class Member:
 def plan_members(base: dict, plan: dict) -> tuple[list[Member], dict]:
     """The members of the searches `plan` (`params.searches`): the cartesian product of each
     search's axes over the base; and each search's output shape."""
-    members, shapes = [], {}
-    for name, axes in plan.items():
-        keys = list(axes)
-        shapes[name] = tuple(len(axes[k]) for k in keys)
-        for flat, values in enumerate(itertools.product(*(axes[k] for k in keys))):
-            members.append(Member(name, flat, member_params(base, dict(zip(keys, values)))))
+    shapes = {name: tuple(len(values) for values in axes.values()) for name, axes in plan.items()}
+    members = [
+        Member(name, flat, member_params(base, point)) for name, flat, point in sweep_points(plan)
+    ]
     return members, shapes
 
 
