@@ -188,6 +188,18 @@ def test_relu_quadrature_converged(case):
     np.testing.assert_allclose(RELU.F4(C, tuples), RELU.F4(C, tuples, nodes=48), atol=1e-9, rtol=0)
 
 
+@pytest.mark.parametrize("name", ["erf", "relu", "linear"])
+def test_i4_restrictions_are_blocks_of_the_full_tensor(name):
+    """first = F restricts a and b, second = S then b alone: blocks of the unrestricted I4."""
+    gauss = activation(name).gaussian()
+    _, C, F = covariances()[3]
+    D = C.shape[0]
+    full = gauss.I4(C)
+    np.testing.assert_allclose(gauss.I4(C, first=F), full[:F, :F], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(gauss.I4(C, first=F, second=D), full[:F], rtol=0, atol=1e-14)
+    np.testing.assert_allclose(gauss.I4(C, first=2, second=F), full[:2, :F], rtol=0, atol=1e-14)
+
+
 def test_relu_block_and_batch_equal_single_tuples():
     _, C, _ = covariances()[3]
     batch = np.stack([C, 1.3 * C])

@@ -154,6 +154,8 @@ def test_batching_and_first_restriction():
     np.testing.assert_allclose(J2(batch, first=F), J2(batch)[..., :F, :F], **tol)
     np.testing.assert_allclose(I3(batch, first=F), I3(batch)[..., :F, :, :], **tol)
     np.testing.assert_allclose(I4(batch, first=F), I4(batch)[..., :F, :F, :, :], **tol)
+    D = batch.shape[-1]
+    np.testing.assert_allclose(I4(batch, first=F, second=D), I4(batch)[..., :F, :, :, :], **tol)
 
 
 def test_known_values():

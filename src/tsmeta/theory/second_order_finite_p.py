@@ -45,7 +45,7 @@ def five_field(C, K: int, gaussian) -> np.ndarray:
     Stein's lemma on z_b, then on the z_k that g'' = -z g' brings down: the sum over f in
     {p, q, r} of (C_bf - C_bk C_kf / (1 + C_kk)) I4(k, f; the other two) (docs/theory.md, 9a).
     `gaussian`: the module of the activation's integrals (`Physics.gaussian`)."""
-    i4 = gaussian.I4(C)  # [a, b, c, d] = <g'_a g'_b g_c g_d>, every field
+    i4k = gaussian.I4(C, first=K, second=C.shape[-1])  # [k, f, x, y] = <g'_k g'_f g_x g_y>
     diag = np.diagonal(C, axis1=-2, axis2=-1)
     Ck = C[..., :K, :]  # [k, f]
     # coef[k, b, f] = C_bf - C_bk C_kf / (1 + C_kk)
@@ -53,7 +53,6 @@ def five_field(C, K: int, gaussian) -> np.ndarray:
         C[..., None, :, :]
         - Ck[..., :, :, None] * (Ck / (1.0 + diag[..., :K, None]))[..., :, None, :]
     )
-    i4k = i4[..., :K, :, :, :]  # [k, f, x, y]
     return (
         coef[..., :, :, :, None, None] * i4k[..., :, None, :, :, :K]
         + np.einsum("...kbq,...kqpr->...kbpqr", coef, i4k[..., :, :, :, :K])

@@ -2,7 +2,8 @@
 
 Every function takes a covariance array `C` of shape (..., D, D) and returns the integral
 for all index combinations at once. `first` (default: all D) restricts the indices that
-carry g' to the first `first` fields (the students), which is all the ODE needs. F4 =
+carry g' to the first `first` fields (the students), which is all the ODE needs; I4's
+`second` then widens its second g' index (the five-field average needs every field). F4 =
 <g g g g> (the finite-P term, docs/theory.md section 7) has no closed form: `F4` integrates
 it along a path of covariances (Price's theorem) for given index tuples, `F4_block` for a
 block of index combinations, each distinct multiset once.
@@ -53,25 +54,28 @@ def I3(C: np.ndarray, first: int | None = None) -> np.ndarray:
     return TWO_OVER_PI * num / den
 
 
-def I4(C: np.ndarray, first: int | None = None) -> np.ndarray:
-    """<g'(z_a) g'(z_b) g(z_c) g(z_d)> for a, b < first, shape (..., F, F, D, D).
+def I4(C: np.ndarray, first: int | None = None, *, second: int | None = None) -> np.ndarray:
+    """<g'(z_a) g'(z_b) g(z_c) g(z_d)> for a < first, b < second (default: first), shape
+    (..., F, S, D, D).
 
     Saad and Solla (1995): the g' factors tilt the Gaussian; (z_c, z_d) stay Gaussian with
     the Schur-complement covariance, so I4 = J2(a, b) * I2'(c, d) (docs/theory.md).
     """
     C = np.asarray(C, dtype=float)
     F = C.shape[-1] if first is None else first
+    S = F if second is None else second
     e = _diag1(C)
-    Cff = C[..., :F, :F]
+    Cfs = C[..., :F, :S]
     Cfd = C[..., :F, :]
+    Csd = C[..., :S, :]
     # axes (..., a, b, c, d)
     e1 = e[..., :F][..., :, None, None, None]
-    e2 = e[..., :F][..., None, :, None, None]
-    C12 = Cff[..., :, :, None, None]
+    e2 = e[..., :S][..., None, :, None, None]
+    C12 = Cfs[..., :, :, None, None]
     C13 = Cfd[..., :, None, :, None]
     C14 = Cfd[..., :, None, None, :]
-    C23 = Cfd[..., None, :, :, None]
-    C24 = Cfd[..., None, :, None, :]
+    C23 = Csd[..., None, :, :, None]
+    C24 = Csd[..., None, :, None, :]
     C34 = C[..., None, None, :, :]
     lam4 = e1 * e2 - C12**2
     lam0 = lam4 * C34 - C23 * C24 * e1 - C13 * C14 * e2 + C12 * C13 * C24 + C12 * C14 * C23

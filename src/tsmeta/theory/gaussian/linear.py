@@ -34,11 +34,13 @@ def I3(C: np.ndarray, first: int | None = None) -> np.ndarray:
     return np.broadcast_to(C[..., None, :, :], C.shape[:-2] + (F,) + C.shape[-2:]).copy()
 
 
-def I4(C: np.ndarray, first: int | None = None) -> np.ndarray:
-    """<g'(z_a) g'(z_b) z_c z_d> = C_cd for a, b < first, shape (..., F, F, D, D)."""
+def I4(C: np.ndarray, first: int | None = None, *, second: int | None = None) -> np.ndarray:
+    """<g'(z_a) g'(z_b) z_c z_d> = C_cd for a < first, b < second (default: first), shape
+    (..., F, S, D, D)."""
     C = np.asarray(C, dtype=float)
     F = _first(C, first)
-    shape = C.shape[:-2] + (F, F) + C.shape[-2:]
+    S = F if second is None else second
+    shape = C.shape[:-2] + (F, S) + C.shape[-2:]
     return np.broadcast_to(C[..., None, None, :, :], shape).copy()
 
 

@@ -210,13 +210,16 @@ def _distinct(groups: tuple, symmetric: tuple) -> tuple[np.ndarray, np.ndarray]:
     return np.array(list(rows), dtype=np.intp).reshape(-1, 4), where
 
 
-def I4(C: np.ndarray, first: int | None = None, nodes: int = F4_NODES) -> np.ndarray:
-    """<g'(z_a) g'(z_b) g(z_c) g(z_d)> for a, b < first, shape (..., F, F, D, D); each
-    combination up to a <-> b and c <-> d integrated once."""
+def I4(
+    C: np.ndarray, first: int | None = None, nodes: int = F4_NODES, *, second: int | None = None
+) -> np.ndarray:
+    """<g'(z_a) g'(z_b) g(z_c) g(z_d)> for a < first, b < second (default: first), shape
+    (..., F, S, D, D); each combination up to a <-> b and c <-> d integrated once."""
     C = np.asarray(C, dtype=float)
     D = C.shape[-1]
     F = D if first is None else first
-    groups = (tuple(range(F)), tuple(range(F)), tuple(range(D)), tuple(range(D)))
+    S = F if second is None else second
+    groups = (tuple(range(F)), tuple(range(S)), tuple(range(D)), tuple(range(D)))
     tuples, where = _distinct(groups, ((0, 1), (2, 3)))
     return _rows(C, tuples, _i4_rows, nodes)[..., where]
 
