@@ -69,14 +69,12 @@ class ResultPaths:
     def run_files(self, plan, experiment: str, stage: str) -> list:
         """The stage's file of every run of the experiment; none where it skips the stage
         (tasks: where it has any stage)."""
-        exp = plan.experiments[experiment]
-        makes = bool(exp.stages) if stage == "tasks" else stage in exp.stages
-        return [self.run(r, stage) for r in exp.runs] if makes else []
+        return [self.run(r, stage) for r in plan.experiments[experiment].runs_with(stage)]
 
     def variant_files(self, plan, experiment: str) -> list:
         """theory_<label>.nc of every theory variant of the experiment, label-major."""
         exp = plan.experiments[experiment]
-        runs = exp.runs if "theory" in exp.stages else []
+        runs = exp.runs_with("theory")
         return [self.theory(r, label) for label in exp.theory_variants for r in runs]
 
     def compare_files(self, plan, experiment: str) -> list:

@@ -45,6 +45,12 @@ class Experiment:
     # up to a fixed `alpha_end`
     compare: dict = field(default_factory=lambda: {"level": DEFAULT_LEVELS[0], "alpha_end": None})
 
+    def runs_with(self, stage: str) -> list[str]:
+        """The runs that get `stage`'s file: all of them where the experiment has the stage
+        (tasks: where it has any stage), else none."""
+        makes = bool(self.stages) if stage == "tasks" else stage in self.stages
+        return list(self.runs) if makes else []
+
 
 def _check_figure_needs(exp: Experiment) -> None:
     """Everything the experiment's figure kind reads is there (`figure_kinds.KINDS`), and
@@ -336,7 +342,7 @@ def _fit_costs(runs: dict, sim_settings: dict, config: dict) -> dict[str, costs_
 
 def _with_stage(experiments: dict, stage: str) -> list[str]:
     """The runs of the experiments that have `stage`, in config order."""
-    names = (r for exp in experiments.values() if stage in exp.stages for r in exp.runs)
+    names = (r for exp in experiments.values() for r in exp.runs_with(stage))
     return list(dict.fromkeys(names))
 
 
