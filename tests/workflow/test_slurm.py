@@ -5,7 +5,7 @@ localhost, runs the tiny config with --workflow-profile profiles/slurm, checks S
 completion log and compares the outputs with a local run (see the script's header). Because it
 installs system packages and starts daemons as root, it only runs when asked:
 
-    TSMETA_SLURM_TEST=1 python -m pytest -m slurm tests/test_slurm.py
+    TSMETA_SLURM_TEST=1 python -m pytest -m slurm tests/workflow/test_slurm.py
 """
 
 import os
@@ -30,7 +30,7 @@ def test_workflow_on_a_real_slurm():
     if os.environ.get("TSMETA_SLURM_TEST") != "1":
         pytest.skip(
             "installs slurm-wlm/munge and starts SLURM daemons as root; enable with "
-            "TSMETA_SLURM_TEST=1 python -m pytest -m slurm tests/test_slurm.py"
+            "TSMETA_SLURM_TEST=1 python -m pytest -m slurm tests/workflow/test_slurm.py"
         )
     with subprocess.Popen(
         ["bash", str(SCRIPT)],
