@@ -25,7 +25,7 @@ $py -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_na
     2>&1 | tee -a "$out/gpu.txt" || exit 1
 
 echo "== 1. tests marked cuda"
-timeout 240 $py -m pytest -q -p no:cacheprovider -o addopts="" -m cuda tests/physics/test_cuda.py 2>&1 |
+timeout 240 $py -m pytest -q -p no:cacheprovider -m cuda tests/physics/test_cuda.py 2>&1 |
     tee "$out/tests.txt" || status=1
 
 echo "== 2. samplers on the device"
