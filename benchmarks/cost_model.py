@@ -8,9 +8,10 @@ a sweep; K = 3..8, FO-ANIL and ANIL, erf and relu) and prints the CPU seconds ea
 to the model's estimate (the simulation's rates: `benchmarks/project_config.py`). With
 --results: reads the wall times that the files of a finished (or partly finished) workflow
 recorded (sim.nc, theory files, sweeps: attributes wall_time_s, noise_wall_time_s) and prints
-them next to the estimates of the config's plan, job by job. A job asks the scheduler for
-TIME_MARGIN x the estimate: a ratio measured / estimate above that margin is a job the
-scheduler could kill.
+them next to the estimates of the config's plan, job by job, then per experiment: jobs
+finished, their estimate and measured time, and the estimate of the jobs left. A job asks
+the scheduler for TIME_MARGIN x the estimate: a ratio measured / estimate above that margin
+is a job the scheduler could kill.
 """
 
 from __future__ import annotations
@@ -126,12 +127,18 @@ def measure_here() -> list[str]:
     return lines
 
 
-def from_results(config: str, results: str) -> list[str]:
+def results_jobs(config: str, results: str) -> list[tuple[str, str, float, float | None]]:
+    """Every job of the config's plan: (experiment, job, estimate [s], recorded wall time [s]
+    or None where its file is not there yet). A run shared by experiments counts for the first
+    (config order)."""
     import xarray as xr
 
     plan = tsconfig.validate(tsconfig.load(config))
     paths = ResultPaths(results)
-    lines = []
+    owner = {}
+    for name, exp in plan.experiments.items():
+        for run in exp.runs:
+            owner.setdefault(run, name)
 
     def recorded(path):
         if not os.path.exists(path):
@@ -141,22 +148,39 @@ def from_results(config: str, results: str) -> list[str]:
                 ds.attrs.get("noise_wall_time_s", 0.0)
             )
 
-    jobs = [(f"simulate {run}", paths.sim(run), c.simulate_s) for run, c in plan.costs.items()]
+    jobs = [(run, f"simulate {run}", paths.sim(run), c.simulate_s) for run, c in plan.costs.items()]
     jobs += [
-        (f"theory {run}", paths.theory(run), c.seconds) for run, c in plan.theory_costs.items()
+        (run, f"theory {run}", paths.theory(run), c.seconds) for run, c in plan.theory_costs.items()
     ]
     jobs += [
-        (f"theory_{label} {run}", paths.theory(run, label), c.seconds)
+        (run, f"theory_{label} {run}", paths.theory(run, label), c.seconds)
         for run, table in plan.variant_costs.items()
         for label, c in table.items()
     ]
-    jobs += [
-        (f"sweep {name}", paths.sweep(name), c.seconds) for name, c in plan.sweep_costs.items()
+    out = [(owner[run], what, estimate, recorded(path)) for run, what, path, estimate in jobs]
+    out += [
+        (name, f"sweep {name}", c.seconds, recorded(paths.sweep(name)))
+        for name, c in plan.sweep_costs.items()
     ]
-    for what, path, estimate in jobs:
-        spent = recorded(path)
-        if spent is not None:
-            lines.append(row(what, estimate, spent))
+    return out
+
+
+def by_experiment(jobs) -> list[str]:
+    """Per experiment: jobs finished, their estimate and recorded time, the estimate of the
+    rest [core-hours]."""
+    lines = [
+        f"{'experiment':<28} {'jobs done':>10} {'estimate':>9} {'measured':>9} {'left':>7}"
+        "   [core-h]"
+    ]
+    names = list(dict.fromkeys(job[0] for job in jobs))
+    for name in names + ["total"]:
+        mine = [j for j in jobs if name in (j[0], "total")]
+        done = [j for j in mine if j[3] is not None]
+        lines.append(
+            f"{name:<28} {f'{len(done)}/{len(mine)}':>10} "
+            f"{sum(j[2] for j in done) / 3600:>9.2f} {sum(j[3] for j in done) / 3600:>9.2f} "
+            f"{sum(j[2] for j in mine if j[3] is None) / 3600:>7.2f}"
+        )
     return lines
 
 
@@ -165,7 +189,11 @@ def main(argv=None):
     parser.add_argument("--results", help="a results folder of a workflow run")
     parser.add_argument("--config", default="config/config.yaml")
     args = parser.parse_args(argv)
-    lines = from_results(args.config, args.results) if args.results else measure_here()
+    if args.results:
+        jobs = results_jobs(args.config, args.results)
+        lines = [row(what, estimate, spent) for _, what, estimate, spent in jobs if spent]
+    else:
+        jobs, lines = [], measure_here()
     print(f"{'job':<70} {'estimate':>9} {'measured':>9} {'ratio':>7}   [s]")
     print("\n".join(lines))
     ratios = sorted(float(line.split()[-1]) for line in lines)
@@ -175,6 +203,8 @@ def main(argv=None):
             f"median {ratios[len(ratios) // 2]:.2f}; a job asks for {cost.TIME_MARGIN:g} x the "
             f"estimate + {cost.JOB_OVERHEAD_MIN} minutes"
         )
+    if jobs:
+        print("\n" + "\n".join(by_experiment(jobs)))
 
 
 if __name__ == "__main__":
