@@ -172,9 +172,10 @@ def by_experiment(jobs) -> list[str]:
         f"{'experiment':<28} {'jobs done':>10} {'estimate':>9} {'measured':>9} {'left':>7}"
         "   [core-h]"
     ]
-    names = list(dict.fromkeys(job[0] for job in jobs))
-    for name in names + ["total"]:
-        mine = [j for j in jobs if name in (j[0], "total")]
+    groups = {}
+    for job in jobs:
+        groups.setdefault(job[0], []).append(job)
+    for name, mine in [*groups.items(), ("total", jobs)]:
         done = [j for j in mine if j[3] is not None]
         lines.append(
             f"{name:<28} {f'{len(done)}/{len(mine)}':>10} "
@@ -191,7 +192,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.results:
         jobs = results_jobs(args.config, args.results)
-        lines = [row(what, estimate, spent) for _, what, estimate, spent in jobs if spent]
+        lines = [
+            row(what, estimate, spent) for _, what, estimate, spent in jobs if spent is not None
+        ]
     else:
         jobs, lines = [], measure_here()
     print(f"{'job':<70} {'estimate':>9} {'measured':>9} {'ratio':>7}   [s]")
