@@ -47,6 +47,8 @@ MEMORY_FRACTION = 0.5
 MEMORY_MARGIN, TIME_MARGIN = 1.25, 2.0
 # minutes a job needs besides its computation (start, imports, writing its files)
 JOB_OVERHEAD_MIN = 2
+# minutes asked by the jobs whose work is not estimated (reading and writing files)
+SHORT_JOB_MIN = 30
 
 
 @dataclass(frozen=True)
@@ -286,6 +288,12 @@ def sweep_seconds(sweep: dict) -> float:
 def runtime_min(seconds: float) -> int:
     """Minutes a job of `seconds` estimated CPU time asks for: the margin and the overhead."""
     return math.ceil(TIME_MARGIN * seconds / 60) + JOB_OVERHEAD_MIN
+
+
+def short_job_runtime(max_runtime: float | None) -> int:
+    """Minutes a job without an estimate of its own asks for (tasks, compare, figure data,
+    figure, claims: seconds of work at paper scale), never more than max_runtime."""
+    return min(SHORT_JOB_MIN, int(max_runtime)) if max_runtime else SHORT_JOB_MIN
 
 
 @dataclass(frozen=True)

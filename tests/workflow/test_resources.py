@@ -9,29 +9,33 @@ from pathlib import Path
 import pytest
 
 from tsmeta import config as tsconfig
+from tsmeta import cost
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "config" / "paper.yaml"
+TEST = ROOT / "config" / "test.yaml"
+SHORT_RULES = ("tasks", "compare", "figure_data", "figure")
 
 
-def dry_run(workdir, *args) -> str:
+def dry_run(workdir, *args, configfile=PAPER) -> str:
     cmd = [
         sys.executable, "-m", "snakemake", "-n", "-p", "-s", str(ROOT / "Snakefile"),
-        "--configfile", str(PAPER), "--directory", str(workdir), "--cores", "2", *args,
+        "--configfile", str(configfile), "--directory", str(workdir), "--cores", "2", *args,
     ]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
     return result.stdout
 
 
-def job_resources(text: str, rule: str) -> dict[str, dict[str, str]]:
-    """{run wildcard (and segment): resources} of every job of `rule` in a dry run."""
+def job_resources(text: str, rule: str = r"\w+") -> dict[str, dict[str, str]]:
+    """{run wildcard (and segment): resources} of every job of `rule` in a dry run (the rule's
+    name first where every rule is asked for)."""
     jobs = {}
     for block in text.split("\n\n"):
-        if not re.search(rf"^rule {rule}:", block, re.M):
+        if not (match := re.search(rf"^rule ({rule}):", block, re.M)) or "wildcards:" not in block:
             continue
         wildcards = re.search(r"wildcards: (.*)", block).group(1)
         resources = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", block)[1]))
-        jobs[wildcards] = resources
+        jobs[wildcards if rule == match[1] else f"{match[1]} {wildcards}"] = resources
     return jobs
 
 
@@ -84,3 +88,21 @@ def test_max_runtime_adds_segment_jobs_within_the_limit(tmp_path):
     plan = tsconfig.expand({**tsconfig.load(PAPER), "max_runtime": 120})
     assert len(segments) == sum(c.segments - 1 for c in plan.costs.values()) > 0
     assert all(int(r["runtime"]) <= 120 for r in segments.values())
+
+
+@pytest.mark.slow
+def test_every_job_asks_for_at_most_max_runtime(tmp_path):
+    """A partition shorter than the 30 minutes of the jobs without an estimate of their own
+    (tasks, comparisons, figures): they ask for max_runtime instead, and so does no job more."""
+    plain = job_resources(dry_run(tmp_path / "plain", configfile=TEST))
+    limited = job_resources(
+        dry_run(tmp_path / "limited", "--config", "max_runtime=10", configfile=TEST)
+    )
+    assert set(plain) == set(limited)
+    rules = {job.split()[0] for job in limited}
+    assert set(SHORT_RULES) <= rules and {"simulate", "theory"} <= rules
+    for job, resources in limited.items():
+        assert int(resources["runtime"]) <= 10, (job, resources)
+        if job.split()[0] in SHORT_RULES:
+            assert int(plain[job]["runtime"]) == cost.SHORT_JOB_MIN == 30, job
+            assert int(resources["runtime"]) == 10, job

@@ -11,6 +11,8 @@ rule claims:
         PATHS.log("claims", "claims"),
     conda:
         "../../envs/tsmeta.yaml"
+    resources:
+        runtime=PLAN.short_job_runtime,
     params:
         claims=lambda wildcards: PLAN.claims,
         inputs=lambda wildcards: PATHS.claim_inputs(PLAN),

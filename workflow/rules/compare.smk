@@ -11,6 +11,8 @@ rule compare:
         PATHS.log("compare", "{experiment}"),
     conda:
         "../../envs/tsmeta.yaml"
+    resources:
+        runtime=PLAN.short_job_runtime,
     params:
         window=compare_window,
         variant_labels=variant_labels,

@@ -13,6 +13,8 @@ rule figure_data:
         PATHS.log("figure_data", "{experiment}"),
     conda:
         "../../envs/tsmeta.yaml"
+    resources:
+        runtime=PLAN.short_job_runtime,
     params:
         options=lambda wildcards: figure_options(wildcards, "data"),
         variant_labels=variant_labels,
@@ -35,6 +37,8 @@ rule figure:
         PATHS.log("figure", "{experiment}"),
     conda:
         "../../envs/tsmeta.yaml"
+    resources:
+        runtime=PLAN.short_job_runtime,
     params:
         options=lambda wildcards: figure_options(wildcards, "paint"),
         caption=figure_caption,

@@ -6,6 +6,8 @@ rule tasks:
         PATHS.log("tasks", "{run}"),
     conda:
         "../../envs/tsmeta.yaml"
+    resources:
+        runtime=PLAN.short_job_runtime,
     params:
         run=run_params,
     script:

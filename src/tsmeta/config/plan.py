@@ -98,6 +98,7 @@ class Plan:
     theory_costs: dict[str, costs_of.TheoryCost] = field(default_factory=dict)  # per run
     variant_costs: dict[str, dict[str, costs_of.TheoryCost]] = field(default_factory=dict)
     sweep_costs: dict[str, costs_of.TheoryCost] = field(default_factory=dict)  # per experiment
+    short_job_runtime: int = costs_of.SHORT_JOB_MIN  # minutes: tasks, compare, figures, claims
     claims: dict = field(default_factory=dict)  # name -> claim (config key `claims`)
     claims_left_out: dict = field(default_factory=dict)  # name -> why the plan cannot test it
 
@@ -267,6 +268,7 @@ def expand(config: dict) -> Plan:
             for name, table in variant_settings.items()
         },
         sweep_costs=_sweep_costs(experiments, config),
+        short_job_runtime=costs_of.short_job_runtime(config.get("max_runtime")),
         claims=claims,
         claims_left_out=claims_left_out,
     )

@@ -8,38 +8,36 @@
 #     its own ports and no slurmdbd (SLURM_CONF points to it, and so does a link
 #     /etc/slurm/slurm.conf for as long as the test runs; it skips if that file exists already);
 #  3. starts munged (as user munge), slurmctld and slurmd and waits until the node is idle;
-#  4. runs the tiny config with --workflow-profile profiles/slurm (plus the overrides a local test
-#     needs: no account, squeue status, fast polling) in one temp dir;
-#  5. checks SLURM's job completion log (jobcomp/filetxt): every job of the rules tasks, simulate,
-#     theory, compare and figure ran as a SLURM job and is listed there as COMPLETED;
-#  6. runs the same config locally in a second temp dir and checks the outputs are the same:
-#     every netCDF file equal (data, coordinates, attributes except timings), figures present;
-#  7. max_runtime: runs config/slurm_segments_test.yaml with --config max_runtime=3, whose one run
-#     the cost model splits into two jobs (simulate_segment, then simulate resuming from its
-#     state); checks both are COMPLETED SLURM jobs with a time limit of at most 3 minutes, that
-#     the second resumed, and that the outputs equal a local run of the same config in one job;
-#  8. stops exactly the daemons it started (trap on EXIT), also on failure or Ctrl-C.
+#  4. runs config/slurm_test.yaml with --workflow-profile profiles/slurm and --config
+#     max_runtime=3 (plus the overrides a local test needs: no account, squeue status, fast
+#     polling) in one temp dir: a tiny run through every stage, and beside it a run that the
+#     cost model splits into two jobs (simulate_segment, then simulate resuming from its state);
+#  5. checks SLURM's job completion log (jobcomp/filetxt): every job of the rules tasks,
+#     simulate_segment, simulate, theory, compare, figure_data and figure ran as a SLURM job, is
+#     listed there as COMPLETED and had a time limit of at most 3 minutes; the second job of the
+#     split run resumed from the first one's state;
+#  6. runs the same config locally (no max_runtime: the split run is one job) in a second temp
+#     dir, beside step 4, and checks the outputs are the same: every netCDF file equal (data,
+#     coordinates, attributes except timings), figures present;
+#  7. stops exactly the daemons it started (trap on EXIT), also on failure or Ctrl-C.
 #
 # Exit status: 0 pass, 1 fail, 77 skip ("SKIP: ..." when SLURM cannot be installed or started).
-# Environment: TSMETA_SLURM_CONFIG   config to run (default: config/slurm_test.yaml)
-#              TSMETA_SLURM_SEGMENTS=0  skip step 7
-#              TSMETA_SLURM_PORT     first port to try for slurmctld (default 16817; slurmd +1)
+# Environment: TSMETA_SLURM_PORT     first port to try for slurmctld (default 16817; slurmd +1)
 #              TSMETA_SLURM_KEEP=1   keep the temp dir (it is always kept on failure)
 #              PYTHON                Python with xarray (default: python3)
 # shellcheck disable=SC2317  # cleanup and the functions it calls run from the EXIT trap
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
-CONFIG=${TSMETA_SLURM_CONFIG:-$REPO/config/slurm_test.yaml}
-SEGMENTS_CONFIG=$REPO/config/slurm_segments_test.yaml
-MAX_RUNTIME=3  # minutes per job in step 7
+CONFIG=$REPO/config/slurm_test.yaml
+MAX_RUNTIME=3  # minutes per SLURM job
 PYTHON=${PYTHON:-python3}
-EXPECTED_RULES="tasks simulate theory compare figure"
+EXPECTED_RULES="tasks simulate_segment simulate theory compare figure_data figure"
 export PATH="$PATH:/usr/sbin:/sbin"
 T0=$SECONDS
 
 STATE="" SLURM_CONF="" ETC_LINK=""
-MUNGED_PID="" CTLD_PID="" SLURMD_PID="" CHILD_PID=""
+MUNGED_PID="" CTLD_PID="" SLURMD_PID="" CHILD_PID="" LOCAL_PID=""
 
 say() { printf '[slurm-test %3ds] %s\n' $((SECONDS - T0)) "$*"; }
 skip() { echo "SKIP: $*"; exit 77; }
@@ -109,6 +107,7 @@ cleanup() {
     # interrupted: stop Snakemake (on SIGTERM it would wait for its jobs, so it gets 5 s), then
     # cancel what is left of its SLURM jobs while the daemons are still up
     stop_pid snakemake "$CHILD_PID" TERM 5
+    stop_pid "local snakemake" "$LOCAL_PID" TERM 5
     if [[ -n $CTLD_PID ]] && kill -0 "$CTLD_PID" 2>/dev/null; then
         squeue -h -t PD,R,S,CG -o %i 2>/dev/null | xargs -r scancel 2>/dev/null
         for ((i = 0; i < 75; i++)); do
@@ -295,25 +294,27 @@ say "slurmd up (pid $SLURMD_PID), node $NODE idle: $CPUS CPUs, partition tsmeta"
 SLURM_DIR=$STATE/work/slurm
 LOCAL_DIR=$STATE/work/local
 SLURM_LOGS=$STATE/slurm_logs
-on_slurm() {  # on_slurm LOG CONFIG DIR LOGDIR [snakemake options...]: the profile, test overrides
-    local log=$1 config=$2 dir=$3 logdir=$4
-    shift 4
-    run_logged "$log" \
-        snakemake -s "$REPO/Snakefile" --configfile "$config" --directory "$dir" \
-        --workflow-profile "$REPO/profiles/slurm" \
-        --slurm-no-account \
-        --slurm-status-command squeue \
-        --slurm-init-seconds-before-status-checks 2 \
-        --seconds-between-status-checks 2 \
-        --max-status-checks-per-second 5 \
-        --slurm-logdir "$logdir" \
-        --slurm-keep-successful-logs \
-        --restart-times 0 "$@"
-}
+# the local run of step 6 goes on beside it: the SLURM run mostly waits (job starts, status rounds)
+say "same config locally (profiles/default, no max_runtime) in $LOCAL_DIR, beside the SLURM run"
+t_local=$SECONDS
+snakemake -s "$REPO/Snakefile" --configfile "$CONFIG" --directory "$LOCAL_DIR" --cores "$CPUS" \
+    >"$STATE/log/snakemake-local.log" 2>&1 &
+LOCAL_PID=$!
 
-say "workflow on SLURM: snakemake --workflow-profile profiles/slurm in $SLURM_DIR"
+say "workflow on SLURM: snakemake --workflow-profile profiles/slurm --config max_runtime=$MAX_RUNTIME in $SLURM_DIR"
 t_slurm=$SECONDS
-on_slurm "$STATE/log/snakemake-slurm.log" "$CONFIG" "$SLURM_DIR" "$SLURM_LOGS" ||
+run_logged "$STATE/log/snakemake-slurm.log" \
+    snakemake -s "$REPO/Snakefile" --configfile "$CONFIG" --directory "$SLURM_DIR" \
+    --workflow-profile "$REPO/profiles/slurm" \
+    --config max_runtime=$MAX_RUNTIME \
+    --slurm-no-account \
+    --slurm-status-command squeue \
+    --slurm-init-seconds-before-status-checks 2 \
+    --seconds-between-status-checks 2 \
+    --max-status-checks-per-second 5 \
+    --slurm-logdir "$SLURM_LOGS" \
+    --slurm-keep-successful-logs \
+    --restart-times 0 ||
     fail "the workflow failed under SLURM (log: $STATE/log/snakemake-slurm.log)"
 t_slurm=$((SECONDS - t_slurm))
 say "SLURM run done in ${t_slurm}s"
@@ -321,9 +322,10 @@ say "SLURM run done in ${t_slurm}s"
 # --- 5. did SLURM run the jobs? ------------------------------------------------------------------
 # Every job the executor submitted has its log at <slurm-logdir>/rule_<rule>/<wildcards>/<jobid>.log;
 # each of these SLURM job ids must be COMPLETED (exit 0:0) in the jobcomp file, and the number of
-# SLURM jobs of each rule must match Snakemake's own job table.
-check_jobs() {  # check_jobs SNAKEMAKE_LOG LOGDIR EXPECTED_RULES [MAX_MINUTES]
-"$PYTHON" - "$1" "$2" "$JOBCOMP" "$3" "${4:-0}" <<'EOF'
+# SLURM jobs of each rule must match Snakemake's own job table, and every job's time limit must be
+# at most max_runtime.
+check_jobs() {  # check_jobs SNAKEMAKE_LOG LOGDIR EXPECTED_RULES MAX_MINUTES
+"$PYTHON" - "$1" "$2" "$JOBCOMP" "$3" "$4" <<'EOF'
 import re
 import sys
 from collections import Counter
@@ -332,7 +334,7 @@ from pathlib import Path
 log_text, logdir, jobcomp, expected = (
     Path(sys.argv[1]).read_text(), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4].split()
 )
-max_minutes = int(sys.argv[5])  # each expected rule's time limit at most this (0: unchecked)
+max_minutes = int(sys.argv[5])  # every job's time limit at most this
 errors = []
 
 # Snakemake's job table ("Job stats:"): rule -> count, without the local target `all`
@@ -365,8 +367,8 @@ for job_id, rule in sorted(submitted.items(), key=lambda item: int(item[0])):
         errors.append(f"SLURM job {job_id} (rule {rule}) not COMPLETED in jobcomp: {line or 'missing'}")
     else:
         print(f"  rule {rule:<9} {line}")
-    limit = fields.get("TimeLimit", "")  # checked for the expected rules (the simulate jobs)
-    if max_minutes and rule in expected and not (limit.isdigit() and int(limit) <= max_minutes):
+    limit = fields.get("TimeLimit", "")
+    if not (limit.isdigit() and int(limit) <= max_minutes):
         errors.append(f"SLURM job {job_id} (rule {rule}): time limit {limit!r} over {max_minutes} min")
 ran = Counter(submitted.values())
 for rule in expected:
@@ -384,18 +386,19 @@ sys.exit(1 if errors else 0)
 EOF
 }
 sleep 1  # jobcomp is written when slurmctld processes the job end
-check_jobs "$STATE/log/snakemake-slurm.log" "$SLURM_LOGS" "$EXPECTED_RULES" ||
-    fail "the jobcomp file does not prove that SLURM ran every job"
+check_jobs "$STATE/log/snakemake-slurm.log" "$SLURM_LOGS" "$EXPECTED_RULES" "$MAX_RUNTIME" ||
+    fail "the jobcomp file does not prove that SLURM ran every job within $MAX_RUNTIME min"
+grep -Eq "^simulate_segment +1$" "$STATE/log/snakemake-slurm.log" ||
+    fail "the long run was not split into two jobs (log: $STATE/log/snakemake-slurm.log)"
+resumed=$(grep -h "resumed from .*segment_1.ckpt" "$SLURM_DIR"/results/logs/simulate/*.log)
+[[ -n $resumed ]] || fail "the last job of the split run did not resume from the first one's state"
+say "the last job of the split run: ${resumed#*: }"
 
-# --- 6. the same config locally, same outputs? ------------------------------------------------
-say "same config locally (profiles/default) in $LOCAL_DIR"
-t_local=$SECONDS
-run_logged "$STATE/log/snakemake-local.log" \
-    snakemake -s "$REPO/Snakefile" --configfile "$CONFIG" --directory "$LOCAL_DIR" \
-    --cores "$CPUS" ||
-    fail "the local run failed (log: $STATE/log/snakemake-local.log)"
+# --- 6. the same config locally (the split run in one job), same outputs? ----------------------
+wait "$LOCAL_PID" || fail "the local run failed (log: $STATE/log/snakemake-local.log)"
+LOCAL_PID=""
 t_local=$((SECONDS - t_local))
-say "local run done in ${t_local}s"
+say "local run done ${t_local}s after its start"
 
 same_outputs() {  # same_outputs SLURM_DIR LOCAL_DIR: every netCDF file equal, figures in both
 "$PYTHON" - "$1" "$2" <<'EOF'
@@ -449,36 +452,7 @@ sys.exit(1 if errors else 0)
 EOF
 }
 same_outputs "$SLURM_DIR" "$LOCAL_DIR" || fail "SLURM and local outputs differ"
-SEGMENTS="not run (TSMETA_SLURM_SEGMENTS=0)"
-
-# --- 7. max_runtime: one run as a chain of two time-limited jobs ------------------------------
-if [[ ${TSMETA_SLURM_SEGMENTS:-1} != 0 ]]; then
-    SEG_SLURM=$STATE/work/segments_slurm
-    SEG_LOCAL=$STATE/work/segments_local
-    SEG_LOGS=$STATE/segment_logs
-    say "max_runtime=$MAX_RUNTIME on SLURM: $SEGMENTS_CONFIG in $SEG_SLURM"
-    t_seg=$SECONDS
-    on_slurm "$STATE/log/snakemake-segments.log" "$SEGMENTS_CONFIG" "$SEG_SLURM" "$SEG_LOGS" \
-        --config max_runtime=$MAX_RUNTIME ||
-        fail "the segmented run failed under SLURM (log: $STATE/log/snakemake-segments.log)"
-    t_seg=$((SECONDS - t_seg))
-    sleep 1
-    check_jobs "$STATE/log/snakemake-segments.log" "$SEG_LOGS" "simulate_segment simulate" \
-        "$MAX_RUNTIME" || fail "the segment jobs are not all COMPLETED within $MAX_RUNTIME min"
-    grep -Eq "^simulate_segment +1$" "$STATE/log/snakemake-segments.log" ||
-        fail "the run was not split into two jobs (log: $STATE/log/snakemake-segments.log)"
-    resumed=$(grep -h "resumed from .*segment_1.ckpt" "$SEG_SLURM"/results/logs/simulate/*.log)
-    [[ -n $resumed ]] || fail "the last job did not resume from the first one's state"
-    say "the last job: ${resumed#*: }"
-    run_logged "$STATE/log/snakemake-segments-local.log" \
-        snakemake -s "$REPO/Snakefile" --configfile "$SEGMENTS_CONFIG" --directory "$SEG_LOCAL" \
-        --cores "$CPUS" ||
-        fail "the local run of $SEGMENTS_CONFIG failed (log: $STATE/log/snakemake-segments-local.log)"
-    same_outputs "$SEG_SLURM" "$SEG_LOCAL" || fail "two SLURM jobs and one local job differ"
-    SEGMENTS="two jobs of <= $MAX_RUNTIME min in ${t_seg}s ($(cat "$STATE/jobs_segment_logs.txt")), same outputs as one local job"
-fi
-
-echo "SUMMARY: PASS: $(slurmctld -V 2>&1), jobs COMPLETED $(cat "$STATE/jobs_slurm_logs.txt")," \
-    "$(cat "$STATE/work/outputs_slurm.txt"), SLURM run ${t_slurm}s, local run ${t_local}s;" \
-    "max_runtime: $SEGMENTS; total $((SECONDS - T0))s"
+echo "SUMMARY: PASS: $(slurmctld -V 2>&1), jobs COMPLETED $(cat "$STATE/jobs_slurm_logs.txt")" \
+    "each within max_runtime = $MAX_RUNTIME min, $(cat "$STATE/work/outputs_slurm.txt")," \
+    "SLURM run ${t_slurm}s, local run ${t_local}s; total $((SECONDS - T0))s"
 exit 0
