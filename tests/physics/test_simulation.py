@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import subprocess
 import sys
 import types
 
@@ -68,6 +69,26 @@ def test_compiled_update_equals_the_eager_one(sampler, algorithm, tmp_path):
     write_netcdf(compiled, tmp_path / "sim.nc")
     assert bool(open_dataset(tmp_path / "sim.nc").attrs["sim_compile"])
     assert not bool(eager.attrs["sim_compile"])
+
+
+def test_an_eager_run_does_not_import_the_compiler():
+    """torch._dynamo takes 1.5 s to import, most of a small simulate job: only a compiled run
+    (`simulation.compile`) may pay it. A fresh interpreter, every sampler and algorithm once."""
+    code = """
+import sys
+from tsmeta.params import RunParams
+from tsmeta.settings import SimSettings
+from tsmeta.simulation import simulate
+from tsmeta.tasks import initial_state
+for algorithm, sampler in [("fo-anil", "gram"), ("anil", "projected"), ("maml", "dense")]:
+    params = RunParams(N=24, K=3, M=2, P=6, V=6, seeds=2, alpha_final=0.5, n_records=2,
+                       algorithm=algorithm, init="symmetric")
+    settings = SimSettings(sampler=sampler, mc_tasks=4, mc_adapt=20, mc_test=20)
+    simulate(initial_state(params), params, settings)
+print(sorted(m for m in sys.modules if m.startswith("torch._dynamo")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-2000:]
 
 
 def _one_update(

@@ -21,6 +21,7 @@ from tsmeta.progress import Progress
 from tsmeta.settings import SAMPLERS, SimSettings, attrs_of, resolve_sampler
 from tsmeta.simulation import streams
 from tsmeta.simulation.observables import monte_carlo_errors, order_parameters
+from tsmeta.simulation.samplers import prepare_compile
 
 log = logging.getLogger(__name__)
 # Monte-Carlo observables (`observables.monte_carlo_errors`), each with its standard error
@@ -56,6 +57,7 @@ class Simulation:
         if self.settings.compile:
             # fused kernels for one task's update: at small P + V eager PyTorch spends most of
             # a task in the overhead of its ~40 small operations
+            prepare_compile()
             self.sampler.advance = torch.compile(self.sampler.advance, dynamic=False)
         self.T = self.sampler.teacher_overlap()
         self.t = 0

@@ -17,7 +17,9 @@ saves its state. Which sampler is exact for which run is declared in
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -37,9 +39,34 @@ def _sym_sqrt(gram: torch.Tensor) -> torch.Tensor:
     return evecs * evals.clamp_min(0).sqrt().unsqueeze(-2) @ evecs.transpose(-1, -2)
 
 
-# left out of a compiled update (`simulation.compile`): the rank check reads a value back, a
-# graph break either way, and compiling the fallback branch unconditionally was slower
-@torch.compiler.disable
+_PLAIN: dict[str, Callable] = {}  # name -> the function as written
+_DISABLED: dict[str, Callable] = {}  # name -> torch.compiler.disable of it (prepare_compile)
+
+
+def eager_when_compiled(fn: Callable) -> Callable:
+    """`fn` left out of a compiled update (`simulation.compile`). Like torch.compiler.disable,
+    which as a decorator would import torch._dynamo in every simulate job (1.5 s, most of a
+    small job's time) whether it compiles or not: `prepare_compile` makes the disabled twin."""
+    _PLAIN[fn.__name__] = fn
+
+    @functools.wraps(fn)
+    def dispatch(*args):
+        if torch.compiler.is_compiling():
+            return _DISABLED[fn.__name__](*args)
+        return fn(*args)
+
+    return dispatch
+
+
+def prepare_compile() -> None:
+    """Before torch.compile of an update: the eager twins of the `eager_when_compiled` ones."""
+    for name, fn in _PLAIN.items():
+        _DISABLED.setdefault(name, torch.compiler.disable(fn))
+
+
+# eager in a compiled update: the rank check reads a value back, a graph break either way, and
+# compiling the fallback branch unconditionally was slower
+@eager_when_compiled
 def psd_root(gram: torch.Tensor) -> torch.Tensor:
     """Cholesky factor of a PSD matrix; the eigen-root where it is singular (e.g. J = B)."""
     L, info = torch.linalg.cholesky_ex(gram)
@@ -48,7 +75,7 @@ def psd_root(gram: torch.Tensor) -> torch.Tensor:
     return L
 
 
-@torch.compiler.disable
+@eager_when_compiled
 def psd_solve(G: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     """G^-1 rhs for PSD G; the pseudo-inverse where G is singular (any solution is exact there)."""
     x, info = torch.linalg.solve_ex(G, rhs)
