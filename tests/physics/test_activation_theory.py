@@ -16,7 +16,10 @@ from tsmeta import model
 from tsmeta.activations import activation
 from tsmeta.analysis import rate_law
 from tsmeta.params import RunParams
+from tsmeta.settings import TheorySettings
 from tsmeta.theory import eps_meta_closed_form, eps_meta_p_closed_form, term_drifts
+from tsmeta.theory.closed_form import Physics
+from tsmeta.theory.rhs import drift, terms_for
 from tsmeta.theory.stability import escape_rate, symmetric_fixed_point
 
 N_SIGMA = 4.5  # ~60 z-values per case and quantity: false alarm of a correct term < 1e-3
@@ -274,6 +277,55 @@ def test_relu_plateau_and_escape_at_k_m_3():
     assert round(9 * point["q"], 3) == 3.070
     # R = 0 is not where it escapes: the old evaluation point gives another number
     assert abs(symmetric_fixed_point(runs[2], P_INF)["eps"] - point["eps"]) < 1e-9
+
+
+def _relu_head_correlation(Q):
+    """<g(lambda_k) g(lambda_l)> for relu: the arc-cosine kernel of degree 1."""
+    q = np.sqrt(np.diag(Q))
+    theta = np.arccos(np.clip(Q / np.outer(q, q), -1.0, 1.0))
+    return np.outer(q, q) / (2 * np.pi) * (np.sin(theta) + (np.pi - theta) * np.cos(theta))
+
+
+@pytest.mark.parametrize("algorithm", ["fo-anil", "anil"])
+def test_relu_head_at_w0_zero_is_unstable_for_fo_anil_where_the_inner_step_overshoots(algorithm):
+    """docs/theory.md section 13: with u_mean = 0, w0 = 0 is invariant, and around it
+    dw0/dalpha = -eta_w0 (A/K) D w0 (FO-ANIL), -eta_w0 D (A/K) D w0 (ANIL), D = I - eta_w A/K,
+    A the units' activation correlation, at any (R, Q) and with every term of the theory
+    (FO-ANIL at P = V = 200; ANIL at P = V = infinity, its finite-P second-order part adds
+    to it). Where eta_w a > 1 for an eigenvalue a of A/K (relu's mean puts a
+    large one on the sum mode), FO-ANIL's w0 grows at eta_w0 a (eta_w a - 1); ANIL's never."""
+    rng = np.random.default_rng(7)
+    K = M = 3
+    overshoots = []
+    for eta_w in (1.0, 3.0, 6.0, 9.0):
+        p = RunParams(K=K, M=M, algorithm=algorithm, activation="relu", eta_J=3.0,
+                      eta_w=eta_w, eta_w0=2.0, P=200, V=200)  # fmt: skip
+        X = rng.normal(size=(K, K))
+        Q = X @ X.T / K + 0.5 * np.eye(K)
+        R, T = 0.3 * rng.normal(size=(K, M)), np.eye(M)
+        settings = TheorySettings() if algorithm == "fo-anil" else TheorySettings(**P_INF)
+        terms = terms_for(settings, algorithm)
+        phys = Physics.from_params(p)
+        state = (R, Q, T)
+        assert np.abs(drift(*state, np.zeros(K), phys, terms)["dw0"]).max() < 1e-14
+        h = 1e-6
+        jac = np.stack([
+            (drift(*state, h * e, phys, terms)["dw0"] - drift(*state, -h * e, phys, terms)["dw0"])
+            / (2 * h)
+            for e in np.eye(K)
+        ], axis=1)  # fmt: skip
+        A = _relu_head_correlation(Q) / K
+        D = np.eye(K) - eta_w * A
+        expected = -p.eta_w0_eff * (A @ D if algorithm == "fo-anil" else D @ A @ D)
+        np.testing.assert_allclose(jac, expected, atol=1e-7 * np.abs(expected).max())
+        a = np.linalg.eigvalsh(A)
+        growth = np.linalg.eigvals(jac).real.max()
+        overshoots.append(eta_w * a.max() > 1)
+        if algorithm == "fo-anil" and eta_w * a.max() > 1:
+            assert growth == pytest.approx(p.eta_w0_eff * a.max() * (eta_w * a.max() - 1), rel=1e-5)
+        else:
+            assert growth <= 1e-12
+    assert any(overshoots) and not all(overshoots)  # both sides of the threshold were tried
 
 
 def test_linear_exact_head_fixed_point():
