@@ -24,6 +24,7 @@ from tsmeta.io import open_dataset, params_from_attrs
 from tsmeta.params import RunParams
 from tsmeta.paths import ResultPaths
 from tsmeta.settings import SimSettings, TheorySettings
+from tsmeta.stages import SIMULATION_THREADS, torch_threads
 
 
 def _params(params: RunParams | dict | None, changes: dict) -> RunParams:
@@ -52,6 +53,7 @@ def simulate(
     device: str = "auto",
     progress: bool = True,
     settings: SimSettings | dict | None = None,
+    threads: int | None = SIMULATION_THREADS,
     **changes,
 ) -> xr.Dataset:
     """Simulate a run at finite N, all seeds batched (the workflow's `simulate` stage).
@@ -67,6 +69,10 @@ def simulate(
         A progress bar (tqdm; the notebook widget in Jupyter where available).
     settings : SimSettings or dict, optional
         Any other simulation setting (`config/README.md`, section simulation).
+    threads : int or None
+        torch's CPU threads during the run, restored afterwards (None: torch's own setting).
+        One, as in the workflow's jobs: the operations are small, so more do not pay, and on
+        a busy machine they slow the run down many times (`tsmeta.stages.SIMULATION_THREADS`).
     **changes
         Run parameters changed on top of `params`, e.g. ``seeds=8, eta_w=6``.
 
@@ -89,7 +95,8 @@ def simulate(
     if isinstance(settings, SimSettings):
         settings = settings.to_dict()
     st = SimSettings.from_dict({**chosen, **(settings or {})})
-    return run(initial_state(p), p, st, progress=_progress(progress))
+    with torch_threads(threads):
+        return run(initial_state(p), p, st, progress=_progress(progress))
 
 
 def theory_of(

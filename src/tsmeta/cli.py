@@ -120,7 +120,12 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", default=None, help="checkpoint file: resume from it if present")
     p.add_argument("--checkpoint-every", type=int, default=None, help="tasks between checkpoints")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=stages.SIMULATION_THREADS,
+        help="torch's CPU threads (default: %(default)s; 0: torch's own setting)",
+    )
     p = sub.add_parser("theory", parents=[common, run_args], help="ODE theory stage")
     p.add_argument("--tasks", required=True)
     p.add_argument("--out", required=True)

@@ -6,6 +6,7 @@ writes one output atomically, and can run without Snakemake.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -19,11 +20,35 @@ from tsmeta.settings import SimSettings, TheorySettings
 log = logging.getLogger(__name__)
 
 
+# torch's intra-op CPU threads of a simulation (a job, `tsmeta simulate`, `tsmeta.simulate`):
+# one. Its operations are small (a task's draws and fields), so more threads do not pay, and on
+# a machine whose cores are busy they wait on each other: the quick-start notebook's run took
+# 5.7 s with 1 or 2 threads on the idle 2-core machine, 70 s with 2 beside two other jobs.
+SIMULATION_THREADS = 1
+
+
 def set_threads(threads: int | None) -> None:
     if threads:
         import torch
 
         torch.set_num_threads(int(threads))
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """torch's intra-op CPU threads set to `threads` for the block and restored after it
+    (None or 0: left as they are)."""
+    if not threads:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def make_tasks(params: RunParams, out: str | os.PathLike) -> Path:

@@ -26,6 +26,28 @@ def test_import_is_light():
     assert out.stdout.split() == ["False", "False"]
 
 
+def test_simulate_runs_on_one_thread_and_restores_torchs_setting(monkeypatch):
+    """tsmeta.simulate uses one CPU thread, as the workflow's jobs do (more do not pay at
+    these sizes and stall on a busy machine), and gives torch its setting back;
+    threads=None leaves torch's setting alone."""
+    import torch
+
+    import tsmeta.simulation
+
+    seen = []
+    monkeypatch.setattr(tsmeta.simulation, "simulate",
+                        lambda *args, **kwargs: seen.append(torch.get_num_threads()))  # fmt: skip
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        tsmeta.simulate(**SMALL)
+        assert seen == [1] and torch.get_num_threads() == 2
+        tsmeta.simulate(**SMALL, threads=None)
+        assert seen == [1, 2]
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="simulte"):
         tsmeta.simulte  # noqa: B018
