@@ -20,11 +20,12 @@ from pathlib import Path
 
 import xarray as xr
 
+from tsmeta.cost import SIMULATION_THREADS
 from tsmeta.io import open_dataset, params_from_attrs
 from tsmeta.params import RunParams
 from tsmeta.paths import ResultPaths
 from tsmeta.settings import SimSettings, TheorySettings
-from tsmeta.stages import SIMULATION_THREADS, torch_threads
+from tsmeta.stages import torch_threads
 
 
 def _params(params: RunParams | dict | None, changes: dict) -> RunParams:
@@ -72,7 +73,7 @@ def simulate(
     threads : int or None
         torch's CPU threads during the run, restored afterwards (None: torch's own setting).
         One, as in the workflow's jobs: the operations are small, so more do not pay, and on
-        a busy machine they slow the run down many times (`tsmeta.stages.SIMULATION_THREADS`).
+        a busy machine they slow the run down many times (`tsmeta.cost.SIMULATION_THREADS`).
     **changes
         Run parameters changed on top of `params`, e.g. ``seeds=8, eta_w=6``.
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tsmeta import config as tsconfig
 from tsmeta import stages
+from tsmeta.cost import SIMULATION_THREADS
 from tsmeta.params import RunParams
 from tsmeta.paths import ResultPaths
 
@@ -123,7 +124,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--threads",
         type=int,
-        default=stages.SIMULATION_THREADS,
+        default=SIMULATION_THREADS,
         help="torch's CPU threads (default: %(default)s; 0: torch's own setting)",
     )
     p = sub.add_parser("theory", parents=[common, run_args], help="ODE theory stage")

@@ -49,6 +49,11 @@ MEMORY_MARGIN, TIME_MARGIN = 1.25, 2.0
 JOB_OVERHEAD_MIN = 2
 # minutes asked by the jobs whose work is not estimated (reading and writing files)
 SHORT_JOB_MIN = 30
+# torch's CPU threads of a simulation (a job, `tsmeta simulate`, `tsmeta.simulate`): one. Its
+# operations are small (a task's draws and fields), so more threads do not pay, and where the
+# cores are busy they wait on each other: the quick-start notebook's run took 5.7 s with 1 or 2
+# threads on the idle 2-core machine, 70 s with 2 beside two other jobs.
+SIMULATION_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -363,7 +368,7 @@ class RunCost:
     draw_chunk: int
     mc_batch: int
     stops: tuple = ()  # tasks at which the segments before the last end (max_runtime)
-    threads: int = 1  # more threads do not pay at the per-task sizes here (small operations)
+    threads: int = SIMULATION_THREADS
 
     @property
     def segments(self) -> int:

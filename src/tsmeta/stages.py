@@ -20,13 +20,6 @@ from tsmeta.settings import SimSettings, TheorySettings
 log = logging.getLogger(__name__)
 
 
-# torch's intra-op CPU threads of a simulation (a job, `tsmeta simulate`, `tsmeta.simulate`):
-# one. Its operations are small (a task's draws and fields), so more threads do not pay, and on
-# a machine whose cores are busy they wait on each other: the quick-start notebook's run took
-# 5.7 s with 1 or 2 threads on the idle 2-core machine, 70 s with 2 beside two other jobs.
-SIMULATION_THREADS = 1
-
-
 def set_threads(threads: int | None) -> None:
     if threads:
         import torch
