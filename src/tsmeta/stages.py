@@ -37,11 +37,11 @@ def torch_threads(threads: int | None):
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
+    set_threads(threads)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        set_threads(before)
 
 
 def make_tasks(params: RunParams, out: str | os.PathLike) -> Path:
