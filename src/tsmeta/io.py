@@ -64,6 +64,11 @@ VARIABLES = {
     "Q_sd": ("predicted finite-N noise sd of Q about the seed's own ODE path (LNA)", "1"),
     "w0_sd": ("predicted finite-N noise sd of w0 about the seed's own ODE path (LNA)", "1"),
     "eps_meta_sd": ("predicted finite-N noise sd of eps_meta (LNA, delta method)", "1"),
+    "growth_rate_end": (
+        "largest real part of the eigenvalues of the drift's Jacobian at the ODE's last "
+        "record: the growth rate of small perturbations there, per unit alpha",
+        "1",
+    ),
     "alpha_diverged": ("alpha at which the run was marked diverged (NaN if it did not)", "1"),
     "t": ("outer step (task count)", "1"),
 }
@@ -87,6 +92,7 @@ TRAJECTORY_DIMS = {  # sim.nc and theory.nc
     "Q_sd": ("seed", "alpha", "k", "l"),
     "w0_sd": ("seed", "alpha", "k"),
     "eps_meta_sd": ("seed", "alpha"),
+    "growth_rate_end": ("seed",),
 }
 TASKS_DIMS = {  # tasks.nc
     "B": ("seed", "n", "i"),

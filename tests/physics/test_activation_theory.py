@@ -328,6 +328,26 @@ def test_relu_head_at_w0_zero_is_unstable_for_fo_anil_where_the_inner_step_overs
     assert any(overshoots) and not all(overshoots)  # both sides of the threshold were tried
 
 
+def test_theory_records_the_growth_rate_of_fo_anils_relu_end_state():
+    """The theory stage's growth_rate_end at FO-ANIL's specialised relu state (K = M = 3,
+    eta_w = 6, the relu_anil_unstable run at alpha = 60) is the head's sum mode of the test
+    above, eta_w0 a (eta_w a - 1) with a the largest eigenvalue of A/K at the end Q: at
+    w0 = 0 the Jacobian is block-triangular (the w0 rows vanish off their block), and the
+    (R, Q) block of a stable specialised state is negative. Forward differences of step
+    1e-6 give the rate to ~1e-6."""
+    import tsmeta
+
+    p = RunParams(K=3, M=3, N=2000, P=1000, V=1000, activation="relu", eta_J=3.0, eta_w=6.0,
+                  alpha_final=60.0, n_records=4, seeds=1)  # fmt: skip
+    ds = tsmeta.theory_of(p)
+    assert np.abs(ds["w0"].values).max() == 0.0  # the ODE stays on w0 = 0
+    a = np.linalg.eigvalsh(_relu_head_correlation(ds["Q"].values[0, -1]) / p.K).max()
+    assert p.eta_w * a > 1
+    expected = p.eta_w0_eff * a * (p.eta_w * a - 1)
+    assert float(ds["growth_rate_end"][0]) == pytest.approx(expected, rel=1e-4)
+    assert expected == pytest.approx(0.099, abs=1e-3)  # docs/theory.md section 13
+
+
 def test_linear_exact_head_fixed_point():
     """Linear: A = Q, so R = Q = T = I with eta_w = K is an exact fixed point (drift 0,
     eps_meta 0; erf's is eta_w = 3K), and eps_meta = 0 for every eta_w at Q = (K / eta_w) I."""

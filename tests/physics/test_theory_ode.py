@@ -19,6 +19,7 @@ from tsmeta.activations import ACTIVATIONS, activation
 from tsmeta.algorithms import ALGORITHM_TABLE
 from tsmeta.params import RunParams
 from tsmeta.settings import TheorySettings
+from tsmeta.tasks import initial_state
 from tsmeta.theory import (
     Physics,
     adapted_head,
@@ -427,3 +428,22 @@ def test_the_theory_of_an_algorithm_follows_the_table(name):
     assert "finite_p" in terms  # every algorithm: the first-order part's correction
     assert ("second_order_finite_p" in terms) == ode.second_order
     assert "finite_p" not in terms_for(TheorySettings(finite_p=False), name)
+
+
+def test_growth_rate_end_on_the_unspecialised_plateau_is_the_escape_rate():
+    """erf FO-ANIL after alpha = 0.01 from a random start: the state is R ~ N^-1/2, Q and T
+    within ~N^-1/2 of I, where the largest eigenvalue of the whole drift's Jacobian
+    (growth_rate_end) is the escape rate of R from R = 0 (`stability.escape_rate`, the
+    Q and w0 blocks decay). The distance to that point is O(N^-1/2), and so is the
+    rate's relative deviation (about 3 N^-1/2 here): within 10 N^-1/2 at every seed, and
+    closer at the larger N."""
+    from tsmeta.theory.stability import escape_rate
+
+    base = dict(K=2, M=2, eta_J=3.0, eta_w=6.0, alpha_final=0.01, n_records=2, seeds=3)
+    deviation = {}
+    for N in (10_000, 1_000_000):
+        p = RunParams(N=N, **base)
+        rate = theory_dataset(initial_state(p), p)["growth_rate_end"].values
+        deviation[N] = np.abs(rate / escape_rate(p) - 1.0)
+        assert deviation[N].max() < 10 / np.sqrt(N), (N, rate, escape_rate(p))
+    assert deviation[1_000_000].max() < deviation[10_000].max()

@@ -226,3 +226,23 @@ def test_finite_data_draws_every_theory_of_its_comparison():
     bars = fig.axes[-1].patches
     assert len(bars) == 2 * 2 * 3
     plt.close(fig)
+
+
+@pytest.mark.parametrize("rates,shown", [((0.5, 0.6, 0.4), "+0.5"), ((0.1, 0.2, 0.1), None),
+                                         ((-0.5, -0.6, -0.4), None)])  # fmt: skip
+def test_dynamics_marks_a_theory_that_ends_on_an_unstable_state(rates, shown):
+    """The eps panel names the median growth rate of the theory's end state where it
+    amplifies a deviation by more than e over the run (lambda * alpha_final > 1, alpha_final
+    = 4 here); the note explains it, in mathtext."""
+    sim, theory = _symmetric_pair()
+    theory["growth_rate_end"] = ("seed", np.array(rates))
+    fig = draw("dynamics", [sim], [theory])
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    marked = [t for t in texts if t.startswith("theory ends unstable")]
+    if shown is None:
+        assert not marked
+    else:
+        assert marked == [f"theory ends unstable:\n$\\lambda$ = {shown}"]
+        assert any("drift Jacobian" in t.get_text() for t in fig.texts)
+        assert not list(_plain_texts(fig))
+    plt.close(fig)

@@ -64,6 +64,15 @@ def pair_curves(sim, theory, key, pairs) -> dict:
     return out
 
 
+def end_growth_rate(theory: xr.Dataset | None) -> float:
+    """Median over seeds of the theory's growth rate at its last record (`growth_rate_end`,
+    docs/theory.md section 13); NaN without it (a theory file written before it existed)."""
+    if theory is None or "growth_rate_end" not in theory:
+        return np.nan
+    rates = theory["growth_rate_end"].values
+    return float(np.nanmedian(rates)) if np.isfinite(rates).any() else np.nan
+
+
 def run_curves(sim: xr.Dataset, theory: xr.Dataset | None, thresholds) -> dict:
     """Every number of one run's row."""
     differ = assignments_differ(sim, theory)
@@ -93,6 +102,7 @@ def run_curves(sim: xr.Dataset, theory: xr.Dataset | None, thresholds) -> dict:
     Q = pair_curves(sim, theory, "Q", [(k, l) for k in range(K) for l in range(k, K)])
     row |= {f"R_{name}": v for name, v in R.items()} | {f"Q_{name}": v for name, v in Q.items()}
     row["has_theory"] = theory is not None
+    row["growth_rate_end"] = end_growth_rate(theory)
     row["diverged"] = diverged_count(sim)
     row["seeds"] = sim.sizes["seed"]
     row["label"] = run_label(sim)
@@ -111,7 +121,7 @@ DIMS = {
     **{f"R_{n}": ("record", "k", "n") for n in BAND_NAMES},
     **{f"Q_{n}": ("record", "k", "l") for n in BAND_NAMES},
     "differ": (), "K": (), "M": (), "n_records": (), "has_theory": (), "diverged": (),
-    "seeds": (), "label": (), "symmetric": (), "init_perturbation": (),
+    "growth_rate_end": (), "seeds": (), "label": (), "symmetric": (), "init_perturbation": (),
 }  # fmt: skip
 
 

@@ -65,6 +65,9 @@ def dynamics_row(axes, row: dict, thresholds, xscale="log"):
                       ha="right", va="bottom", color="grey")  # fmt: skip
     ax_e.set_yscale("log")
     ax_e.set_ylabel(EPS_LABEL)
+    if unstable_end(row):
+        ax_e.text(0.98, 0.97, f"theory ends unstable:\n$\\lambda$ = {row['growth_rate_end']:+.3g}",
+                  transform=ax_e.transAxes, ha="right", va="top", fontsize=8)  # fmt: skip
     diverged = int(row["diverged"])
     if diverged:
         ax_e.text(0.02, 0.02, f"{diverged} seed(s) diverged", transform=ax_e.transAxes,
@@ -98,6 +101,13 @@ def dynamics_row(axes, row: dict, thresholds, xscale="log"):
             f"{int(row['seeds'])} seeds (each relabelled by its own end)"
         )
     ax_r.set_title(title, fontsize=8, loc="left")
+
+
+def unstable_end(row: dict) -> bool:
+    """Whether the theory's last state amplifies a deviation by more than e over a span as
+    long as the run (growth rate lambda with lambda * alpha_final > 1)."""
+    rate = float(row["growth_rate_end"])
+    return bool(np.isfinite(rate) and rate * float(row["alpha"][-1]) > 1.0)
 
 
 def _legend_handles(M: int, thresholds):
@@ -147,6 +157,14 @@ def paint(ds: xr.Dataset, options):
         "on. Units are relabelled per seed so that student k ends on teacher k, the "
         "simulation and the theory each by its own last record (docs/simulation.md)."
     )
+    if any(unstable_end(run_values(ds, i)) for i in range(n)):
+        note += (
+            r" $\lambda$: the largest real part of the eigenvalues of the theory's drift "
+            "Jacobian at its last record (median over seeds), shown where $\\lambda$ times "
+            "the run's last $\\alpha$ exceeds 1: the ODE ends on a state that the simulation, "
+            "given a start by its finite-N noise, leaves as exp($\\lambda \\alpha$) "
+            "(docs/theory.md section 13)."
+        )
     if symmetric:
         note += (
             f" Nearly symmetric start: the units begin identical up to "

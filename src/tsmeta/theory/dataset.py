@@ -20,6 +20,7 @@ from tsmeta.theory.integrator import integrate
 from tsmeta.theory.lna import noise_sd
 from tsmeta.theory.rhs import TERMS
 from tsmeta.theory.second_order import theory_algorithm
+from tsmeta.theory.stability import growth_rate
 from tsmeta.theory.trajectory import StateLayout
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,13 @@ _DESCRIPTIONS = {
     "Q_sd": "as R_sd",
     "w0_sd": "as R_sd",
     "eps_meta_sd": "as R_sd, through the gradient of eps_meta (delta method)",
+    "growth_rate_end": (
+        "Jacobian of the drift (the theory's terms) in the independent coordinates R, "
+        "Q_kl (k <= l), w0 by forward differences at the seed's last record; NaN if the "
+        "seed stopped early. Positive at a fixed point: the ODE rests on a state that the "
+        "finite-N simulation leaves, its deviation growing as exp(rate * alpha) "
+        "(docs/theory.md, section 13)"
+    ),
 }
 
 
@@ -118,6 +126,8 @@ def theory_dataset(
     start = time.perf_counter()
     noise = path_noise(out, T, params, alphas)
     noise_wall = time.perf_counter() - start
+    end_rate = growth_rate(out.R[:, -1], out.Q[:, -1], T, out.w0[:, -1],
+                           Physics.from_params(params), out.terms)  # fmt: skip
     values = {
         "R": out.R,
         "Q": out.Q,
@@ -127,6 +137,7 @@ def theory_dataset(
         "eps_meta_p": eps_meta_p_closed_form(out.R, out.Q, T[:, None], out.w0, params),
         "diverged": out.diverged.astype(np.int8),
         "alpha_diverged": out.alpha_diverged,
+        "growth_rate_end": end_rate,
         **noise,
     }
     K, M = R0.shape[1:]

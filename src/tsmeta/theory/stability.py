@@ -13,6 +13,10 @@ Where <g> != 0 (relu) R = 0 is no fixed point: the units first move together to 
 permutation-symmetric plateau R = r 11^T, Q = (q - p) I + p 11^T (`symmetric_fixed_point`),
 and the escape rate is the largest real eigenvalue of the Jacobian of the whole (R, Q) drift
 there (R and Q do not decouple; docs/theory.md, section 12).
+
+Any state (`growth_rate`): the largest real part of the eigenvalues of the whole drift's
+Jacobian; the theory stage records it at each seed's last record (`growth_rate_end`), where a
+positive value marks an end state that finite-N fluctuations leave (docs/theory.md, 13).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from tsmeta.activations import activation
 from tsmeta.params import RunParams
 from tsmeta.settings import TheorySettings
 from tsmeta.theory.closed_form import Physics, eps_meta_closed_form
+from tsmeta.theory.lna import PathNoise
 from tsmeta.theory.rhs import drift, terms_for
+from tsmeta.theory.trajectory import StateLayout
 
 FIXED_POINT_TOL = 1e-9  # |drift| / eta_J accepted at a fixed point
 STEP = 1e-4  # central-difference step in R; dR is odd in R, so the error is O(STEP^2)
@@ -168,3 +174,25 @@ def _dR_jacobian(K: int, M: int, plist, terms, step: float) -> np.ndarray:
     dR = out["dR"].reshape(n, KM, 2, KM)
     # column j of the Jacobian: (dR(+step e_j) - dR(-step e_j)) / (2 step)
     return np.swapaxes((dR[:, :, 0] - dR[:, :, 1]) / (2.0 * step), -1, -2)
+
+
+def growth_rate(R, Q, T, w0, phys: Physics, terms, chunk: int = 4096) -> np.ndarray:
+    """The local growth rate of perturbations at the states (R, Q, T, w0) of a batch (B
+    members, `phys` per member): the largest real part of the eigenvalues of the drift's
+    Jacobian in the independent coordinates R, Q_kl (k <= l), w0 (`lna.PathNoise.jacobian`),
+    (B,), NaN where the state or the Jacobian is not finite. At a fixed point it is the
+    point's linear stability: positive, the ODE rests on a state that finite-N fluctuations
+    leave (docs/theory.md, section 13)."""
+    B, K, M = R.shape
+    states = StateLayout(K, M).pack(R, Q, w0)
+    phys = Physics(**{k: np.broadcast_to(v, (B,)).copy() for k, v in vars(phys).items()})
+    rate = np.full(B, np.nan)
+    ok = np.flatnonzero(np.all(np.isfinite(states), axis=1))
+    per_call = max(1, chunk // (states.shape[1] + 1))  # (r + 1) states per member a call
+    with np.errstate(all="ignore"):
+        for start in range(0, len(ok), per_call):
+            idx = ok[start : start + per_call]
+            jac = PathNoise(T[idx], phys.take(idx), terms, K, M).jacobian(states[idx])
+            good = np.all(np.isfinite(jac), axis=(1, 2))
+            rate[idx[good]] = np.linalg.eigvals(jac[good]).real.max(-1)
+    return rate
