@@ -246,3 +246,20 @@ def test_dynamics_marks_a_theory_that_ends_on_an_unstable_state(rates, shown):
         assert any("drift Jacobian" in t.get_text() for t in fig.texts)
         assert not list(_plain_texts(fig))
     plt.close(fig)
+
+
+def test_activations_names_a_theory_that_ends_on_an_unstable_state():
+    """The activations figure puts the same mark in the run's legend entry, and the note."""
+    p = RunParams(K=2, M=2, seeds=3)
+    sim, theory = _dataset(p, np.eye(2), "simulate"), _dataset(p, np.eye(2), "theory")
+    theory["growth_rate_end"] = ("seed", np.array([0.5, 0.6, 0.4]))
+    fig = draw("activations", [sim], [theory])
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["erf, theory ends unstable: $\\lambda$ = +0.5"]
+    assert any("drift Jacobian" in t.get_text() for t in fig.texts)
+    plt.close(fig)
+    theory["growth_rate_end"] = ("seed", np.array([0.1, 0.1, 0.1]))  # 0.1 * alpha_final < 1
+    fig = draw("activations", [sim], [theory])
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["erf"]
+    assert not any("drift Jacobian" in t.get_text() for t in fig.texts)
+    plt.close(fig)

@@ -191,6 +191,15 @@ def diverged_count(sim: xr.Dataset) -> int:
     return int(np.nansum(sim["diverged"].values)) if "diverged" in sim else 0
 
 
+def end_growth_rate(theory: xr.Dataset | None) -> float:
+    """Median over seeds of the theory's growth rate at its last record (`growth_rate_end`,
+    docs/theory.md section 13); NaN without it (a theory file written before it existed)."""
+    if theory is None or "growth_rate_end" not in theory:
+        return np.nan
+    rates = theory["growth_rate_end"].values
+    return float(np.nanmedian(rates)) if np.isfinite(rates).any() else np.nan
+
+
 def run_label(sim: xr.Dataset) -> str:
     p = params(sim)
     parts = [f"{p.algorithm.upper()}", f"K={p.K}", f"M={p.M}", f"N={p.N}"]

@@ -31,6 +31,7 @@ from tsmeta.activations import ACTIVATION_NAMES, activation
 from tsmeta.figure_data import (
     alpha_axis,
     diverged_suffix,
+    end_growth_rate,
     matched,
     nanmean,
     padded,
@@ -119,6 +120,7 @@ def _run_row(sim, theory, options) -> dict:
         )
         row["escape_ode"] = float(np.nanmean(ode_rates))
     row["plateau_start"] = start
+    row["growth_rate_end"] = end_growth_rate(theory)
     row["plateau_R"] = point.get("r", np.nan)
     row["plateau_eps"] = point.get("eps", np.nan)
     row.update(K=p.K, M=p.M, eta_J=p.eta_J, eta_w=p.eta_w, N=p.N, seeds=p.seeds)
@@ -127,7 +129,8 @@ def _run_row(sim, theory, options) -> dict:
 
 CURVES = ("eps", "overlap", "norm")
 SCALARS = ("escape_theory", "escape_x", "escape_ode", "plateau_start", "plateau_R",
-           "plateau_eps", "K", "M", "eta_J", "eta_w", "N", "seeds")  # fmt: skip
+           "plateau_eps", "growth_rate_end", "K", "M", "eta_J", "eta_w", "N",
+           "seeds")  # fmt: skip
 
 
 def data(inputs, options) -> xr.Dataset:
@@ -183,4 +186,5 @@ UNITS = {
     "escape_ode": ("measured growth rate on the ODE solution, mean over seeds", "1/alpha"),
     "plateau_start": ("alpha at which the ODE reaches the symmetric plateau (relu)", "1"),
     "plateau_R": ("R at the symmetric plateau (relu)", "1"),
+    "growth_rate_end": ("theory's growth rate at its end state, median over seeds", "1/alpha"),
 }

@@ -24,6 +24,7 @@ from tsmeta.analysis import first_crossing, last_finite, specialised_alignment
 from tsmeta.figure_data import (
     FigureInputs,
     diverged_count,
+    end_growth_rate,
     nanmean,
     params,
     run_dataset,
@@ -62,15 +63,6 @@ def pair_curves(sim, theory, key, pairs) -> dict:
             lo, hi = theory_band(theory[key].values[:, :, k, l], sd)
             out["theory_lo"][:, k, l], out["theory_hi"][:, k, l] = lo, hi
     return out
-
-
-def end_growth_rate(theory: xr.Dataset | None) -> float:
-    """Median over seeds of the theory's growth rate at its last record (`growth_rate_end`,
-    docs/theory.md section 13); NaN without it (a theory file written before it existed)."""
-    if theory is None or "growth_rate_end" not in theory:
-        return np.nan
-    rates = theory["growth_rate_end"].values
-    return float(np.nanmedian(rates)) if np.isfinite(rates).any() else np.nan
 
 
 def run_curves(sim: xr.Dataset, theory: xr.Dataset | None, thresholds) -> dict:

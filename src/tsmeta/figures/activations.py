@@ -12,7 +12,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from tsmeta.figures.style import ALPHA_LABEL, draw_band, eps_axes, finish, legend
+from tsmeta.figures.style import (
+    ALPHA_LABEL,
+    UNSTABLE_END_NOTE,
+    draw_band,
+    eps_axes,
+    finish,
+    legend,
+    unstable_end,
+    unstable_end_text,
+)
 
 
 def paint(ds, options):
@@ -22,16 +31,21 @@ def paint(ds, options):
     rows = max(len(shapes), 1)
     fig, axes = plt.subplots(rows, 4, figsize=(15.5, 3.6 * rows), layout="constrained",
                              squeeze=False)  # fmt: skip
+    unstable = False
     for i, (K, M) in enumerate(shapes):
         ax_e, ax_o, ax_q = axes[i, :3]
         members = [j for j in range(ds.sizes["run"]) if (ds["K"][j], ds["M"][j]) == (K, M)]
         for j in members:
             run = ds.isel(run=j)
             color = colors[int(run["activation_index"])]
+            label = str(run["label"].values)
+            rate = float(run["growth_rate_end"])
+            if unstable_end(rate, float(np.nanmax(run["alpha"].values))):
+                label, unstable = f"{label}, {unstable_end_text(rate)}", True
             for ax, name in ((ax_e, "eps"), (ax_o, "overlap"), (ax_q, "norm")):
                 stats = run[name].values
                 draw_band(ax, run["x"].values, *stats, color,
-                          str(run["label"].values) if ax is ax_e else None)  # fmt: skip
+                          label if ax is ax_e else None)  # fmt: skip
                 ax.plot(run["x_theory"].values, run[name + "_theory"].values, color=color,
                         ls="--", lw=1.0)  # fmt: skip
             if np.isfinite(float(run["plateau_R"])):
@@ -48,7 +62,8 @@ def paint(ds, options):
     for i in range(1, rows):
         axes[i, 3].set_axis_off()
     title = getattr(options, "title", "")
-    return finish(fig, ds.attrs["experiment"], {"title": title}, ds.attrs["note"])
+    note = ds.attrs["note"] + (UNSTABLE_END_NOTE if unstable else "")
+    return finish(fig, ds.attrs["experiment"], {"title": title}, note)
 
 
 def _escape_panel(ax, ds, colors):

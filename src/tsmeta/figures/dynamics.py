@@ -21,9 +21,12 @@ from tsmeta.figure_data import alpha_axis
 from tsmeta.figures.style import (
     ALPHA_LABEL,
     EPS_LABEL,
+    UNSTABLE_END_NOTE,
     draw_band,
     finish,
     run_values,
+    unstable_end,
+    unstable_end_text,
 )
 
 SIM_COLOR = "#7b3294"  # not a teacher colour (those are the colorblind palette)
@@ -65,8 +68,8 @@ def dynamics_row(axes, row: dict, thresholds, xscale="log"):
                       ha="right", va="bottom", color="grey")  # fmt: skip
     ax_e.set_yscale("log")
     ax_e.set_ylabel(EPS_LABEL)
-    if unstable_end(row):
-        ax_e.text(0.98, 0.97, f"theory ends unstable:\n$\\lambda$ = {row['growth_rate_end']:+.3g}",
+    if unstable_end(float(row["growth_rate_end"]), float(row["alpha"][-1])):
+        ax_e.text(0.98, 0.97, unstable_end_text(float(row["growth_rate_end"]), "\n"),
                   transform=ax_e.transAxes, ha="right", va="top", fontsize=8)  # fmt: skip
     diverged = int(row["diverged"])
     if diverged:
@@ -103,13 +106,6 @@ def dynamics_row(axes, row: dict, thresholds, xscale="log"):
     ax_r.set_title(title, fontsize=8, loc="left")
 
 
-def unstable_end(row: dict) -> bool:
-    """Whether the theory's last state amplifies a deviation by more than e over a span as
-    long as the run (growth rate lambda with lambda * alpha_final > 1)."""
-    rate = float(row["growth_rate_end"])
-    return bool(np.isfinite(rate) and rate * float(row["alpha"][-1]) > 1.0)
-
-
 def _legend_handles(M: int, thresholds):
     colors = teacher_colors(M)
     handles = [
@@ -138,10 +134,11 @@ def paint(ds: xr.Dataset, options):
     # legend is computed at the figure's dpi (the legend was cut off at another one)
     fig, axes = plt.subplots(n, 3, figsize=(15.5, 3.6 * n + 0.6), squeeze=False,
                              layout="constrained", dpi=130)  # fmt: skip
-    symmetric = []
+    symmetric, unstable = [], False
     for i, row in enumerate(axes):
         run = run_values(ds, i)
         dynamics_row(row, run, thresholds, xscale)
+        unstable |= unstable_end(float(run["growth_rate_end"]), float(run["alpha"][-1]))
         _row_note(row[0], (options.row_notes or [])[i : i + 1])
         if run["symmetric"]:
             symmetric.append(float(run["init_perturbation"]))
@@ -157,14 +154,8 @@ def paint(ds: xr.Dataset, options):
         "on. Units are relabelled per seed so that student k ends on teacher k, the "
         "simulation and the theory each by its own last record (docs/simulation.md)."
     )
-    if any(unstable_end(run_values(ds, i)) for i in range(n)):
-        note += (
-            r" $\lambda$: the largest real part of the eigenvalues of the theory's drift "
-            "Jacobian at its last record (median over seeds), shown where $\\lambda$ times "
-            "the run's last $\\alpha$ exceeds 1: the ODE ends on a state that the simulation, "
-            "given a start by its finite-N noise, leaves as exp($\\lambda \\alpha$) "
-            "(docs/theory.md section 13)."
-        )
+    if unstable:
+        note += UNSTABLE_END_NOTE
     if symmetric:
         note += (
             f" Nearly symmetric start: the units begin identical up to "

@@ -1,6 +1,6 @@
 """What every figure shares: how a simulation band, a theory line, an eps_meta axis and a spot
-check look, how a run's values are read from a figure's data, and how a figure gets its title
-and note.
+check look, how a run's values are read from a figure's data, how a theory that ends on an
+unstable state is marked, and how a figure gets its title and note.
 
 Conventions (the numbers: `tsmeta.figure_data`): student units are relabelled per seed before
 anything is averaged over seeds; lines are means over seeds, bands min-max over seeds; theories
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import textwrap
 
+import numpy as np
 import xarray as xr
 
 from tsmeta.figure_data import nanmean, seed_band
@@ -98,3 +99,21 @@ def spot_check(ax, x, y, reached: bool, label=None):
     """A simulated run on a theory map: a star, filled if its mean eps_meta reached the level."""
     ax.plot(x, y, marker="*", ms=12, ls="none", color="crimson",
             mfc="crimson" if reached else "none", label=label)  # fmt: skip
+
+
+UNSTABLE_END_NOTE = (
+    r" $\lambda$: the largest real part of the eigenvalues of the theory's drift Jacobian at "
+    "its last record (median over seeds), shown where $\\lambda$ times the run's last "
+    "$\\alpha$ exceeds 1: the ODE ends on a state that the simulation, given a start by its "
+    "finite-N noise, leaves as exp($\\lambda \\alpha$) (docs/theory.md section 13)."
+)
+
+
+def unstable_end(rate: float, alpha_final: float) -> bool:
+    """Whether the theory's last state amplifies a deviation by more than e over a span as
+    long as the run: growth rate `rate` (`growth_rate_end`) with rate * alpha_final > 1."""
+    return bool(np.isfinite(rate) and rate * alpha_final > 1.0)
+
+
+def unstable_end_text(rate: float, sep: str = " ") -> str:
+    return f"theory ends unstable:{sep}$\\lambda$ = {rate:+.3g}"
