@@ -43,8 +43,9 @@ def theory_fill(ax, x, lo, hi):
                     alpha=0.35)  # fmt: skip
 
 
-def dynamics_row(axes, row: dict, thresholds, xscale="log"):
-    """eps_meta, R_kn and Q_kl against alpha for one run (simulation and theory)."""
+def dynamics_row(axes, row: dict, thresholds, xscale="log") -> bool:
+    """eps_meta, R_kn and Q_kl against alpha for one run (simulation and theory); whether the
+    eps panel marks a theory that ends on an unstable state."""
     x = alpha_axis(row["alpha"], xscale)
     ax_e, ax_r, ax_q = axes
     K, M = int(row["K"]), int(row["M"])
@@ -68,7 +69,8 @@ def dynamics_row(axes, row: dict, thresholds, xscale="log"):
                       ha="right", va="bottom", color="grey")  # fmt: skip
     ax_e.set_yscale("log")
     ax_e.set_ylabel(EPS_LABEL)
-    if unstable_end(float(row["growth_rate_end"]), float(row["alpha"][-1])):
+    unstable = unstable_end(float(row["growth_rate_end"]), float(row["alpha"][-1]))
+    if unstable:
         ax_e.text(0.98, 0.97, unstable_end_text(float(row["growth_rate_end"]), "\n"),
                   transform=ax_e.transAxes, ha="right", va="top", fontsize=8)  # fmt: skip
     diverged = int(row["diverged"])
@@ -104,6 +106,7 @@ def dynamics_row(axes, row: dict, thresholds, xscale="log"):
             f"{int(row['seeds'])} seeds (each relabelled by its own end)"
         )
     ax_r.set_title(title, fontsize=8, loc="left")
+    return unstable
 
 
 def _legend_handles(M: int, thresholds):
@@ -137,8 +140,7 @@ def paint(ds: xr.Dataset, options):
     symmetric, unstable = [], False
     for i, row in enumerate(axes):
         run = run_values(ds, i)
-        dynamics_row(row, run, thresholds, xscale)
-        unstable |= unstable_end(float(run["growth_rate_end"]), float(run["alpha"][-1]))
+        unstable |= dynamics_row(row, run, thresholds, xscale)
         _row_note(row[0], (options.row_notes or [])[i : i + 1])
         if run["symmetric"]:
             symmetric.append(float(run["init_perturbation"]))

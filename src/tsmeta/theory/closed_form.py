@@ -72,6 +72,11 @@ class Physics:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         return Physics(**{k: (v if np.ndim(v) == 0 else v[idx]) for k, v in values.items()})
 
+    def broadcast(self, n: int) -> Physics:
+        """A batch of `n` members: every field as its own (n,) array (shared values repeated)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Physics(**{k: np.broadcast_to(v, (n,)).copy() for k, v in values.items()})
+
     def gaussian(self) -> ModuleType:
         """The module of the Gaussian integrals of the batch's activation (I2, J2, I3, I4, F4,
         F4_block); members with different activations need separate batches."""

@@ -187,7 +187,7 @@ def integrate(
     R0, Q0, w0 = _as_batch(R0, 3), _as_batch(Q0, 3), _as_batch(w0, 2)
     B, K, M = R0.shape
     T = np.broadcast_to(np.asarray(T, dtype=float), (B, M, M)).copy()
-    phys = Physics(**{k: np.broadcast_to(v, (B,)).copy() for k, v in vars(phys).items()})
+    phys = phys.broadcast(B)
     if streams is not None:
         phys = dataclasses.replace(phys, stream=np.asarray(streams, dtype=np.int64))
     alphas = np.asarray(alphas, dtype=float)

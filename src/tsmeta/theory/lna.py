@@ -171,7 +171,7 @@ def noise_sd(records, alphas, T, phys: Physics, terms, N: int) -> dict:
     B, A, n = records.shape
     M = T.shape[-1]
     K = int(round((-(M + 1) + math.sqrt((M + 1) ** 2 + 4 * n)) / 2))
-    phys = Physics(**{k: np.broadcast_to(v, (B,)).copy() for k, v in vars(phys).items()})
+    phys = phys.broadcast(B)
     noise = PathNoise(T, phys, terms, K, M)
     sigma = linear_noise(records, alphas, noise)
     var = np.diagonal(sigma, axis1=-2, axis2=-1) @ noise.embed.T  # full layout (B, A, n)

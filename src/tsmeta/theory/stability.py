@@ -185,7 +185,7 @@ def growth_rate(R, Q, T, w0, phys: Physics, terms, chunk: int = 4096) -> np.ndar
     leave (docs/theory.md, section 13)."""
     B, K, M = R.shape
     states = StateLayout(K, M).pack(R, Q, w0)
-    phys = Physics(**{k: np.broadcast_to(v, (B,)).copy() for k, v in vars(phys).items()})
+    phys = phys.broadcast(B)
     rate = np.full(B, np.nan)
     ok = np.flatnonzero(np.all(np.isfinite(states), axis=1))
     per_call = max(1, chunk // (states.shape[1] + 1))  # (r + 1) states per member a call
